@@ -133,7 +133,13 @@ def parse_url(url: str) -> URL:
     """Screen ``url`` and parse it with yarl, as aiohttp will: an http(s) URL with a host."""
     _screen(url)
     try:
-        parsed = URL(url)
+        # An ASCII URL is taken exactly as written (encoded=True): our templates percent-encode
+        # each value, and re-parsing would decode %2F or %2E%2E back into path structure.
+        parsed = URL(url, encoded=True) if url.isascii() else URL(url)
+        _ = parsed.port  # yarl parses the port lazily for encoded URLs: force it here
+        raw_host = parsed.raw_host or ""
+        if raw_host != raw_host.lower() and not raw_host.startswith("["):
+            parsed = parsed.with_host(raw_host.lower())  # DNS names are case-insensitive
     except ValueError as exc:  # userinfo was refused above, so yarl's message holds no secret
         raise deny(
             f"blocked: the URL could not be parsed (rule malformed): {exc}", "malformed"
