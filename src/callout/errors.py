@@ -60,6 +60,8 @@ class CalloutError(Exception):
 
     outcome: Outcome = Outcome.INVALID
     code: str = "error"
+    #: How many attempts the call made before failing (set by the transport; 0 when none).
+    attempts: int = 0
 
     def __init__(self, message: str, *, code: str | None = None, field: str | None = None) -> None:
         super().__init__(message)
