@@ -41,9 +41,7 @@ async def serve_app(app: web.Application) -> AsyncIterator[Upstream]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server  # aiohttp exposes the bound port only through the server's sockets
-    assert isinstance(server, asyncio.base_events.Server)
-    port = server.sockets[0].getsockname()[1]
+    port = int(runner.addresses[0][1])
     try:
         yield Upstream("127.0.0.1", port)
     finally:

@@ -1,0 +1,177 @@
+"""Throughput of an apiCall node against raw aiohttp, measured in one run.
+
+An aiohttp upstream runs on 127.0.0.1 in a separate process. In this process, at the same
+concurrency and request count, we time (a) a raw aiohttp client loop doing the equivalent request
+(POST a JSON body, parse the JSON answer) and (b) the engine running an apiCall http node with a
+templated URL and JSON body whose response is parsed into vars. Rounds alternate so drift on the
+shared 2 cores hits both sides alike; medians are reported.
+
+    .venv/bin/python bench/node_throughput.py [--requests 5000] [--concurrency 64] [--rounds 3]
+
+The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from callout.engine.engine import Engine
+from callout.engine.services import EngineConfig
+from callout.guard import EgressPolicy
+
+CONTACT = {"id": "c-1001", "name": "Ada Lovelace", "tier": "gold", "tags": ["vip", "emea"]}
+
+
+def _serve(port_out: Any) -> None:
+    """The upstream: answers every POST /v1/contacts/{id} with a small JSON document."""
+
+    async def contact(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response(CONTACT)
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/v1/contacts/{id}", contact)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+        await site.start()
+        port_out.send(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        await asyncio.Event().wait()
+
+    _use_uvloop()
+    asyncio.run(main())
+
+
+def _use_uvloop() -> str:
+    try:
+        import uvloop  # noqa: PLC0415  optional: the bench runs on asyncio without it
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+async def _drive(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> float:
+    """Run ``one(i)`` for i in range(n) with ``concurrency`` workers; return requests/second."""
+    counter = iter(range(n))
+
+    async def worker() -> None:
+        for i in counter:
+            await one(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - started)
+
+
+async def _raw(port: int, n: int, concurrency: int) -> float:
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(i: int) -> None:
+            url = f"http://127.0.0.1:{port}/v1/contacts/{i}?from=%2B1555{i}"
+            body = {"caller": f"+1555{i}", "attempt": i}
+            async with session.post(url, json=body) as resp:
+                data = await resp.json()
+                assert data["id"] == "c-1001"
+
+        await one(0)  # warm the pool
+        return await _drive(n, concurrency, one)
+
+
+NODE = {
+    "id": "lookup",
+    "type": "apiCall",
+    "config": {
+        "mode": "http",
+        "method": "POST",
+        "url": "{{config.base}}/v1/contacts/{{vars.i}}?from={{event.from}}",
+        "body": {"caller": "{{event.from}}", "attempt": "{{vars.i}}"},
+        "responseVar": "crm",
+        "cases": [{"path": "outcome", "op": "eq", "value": "2xx", "nodeId": "end"}],
+    },
+}
+
+
+async def _callout(port: int, n: int, concurrency: int) -> float:
+    config = EngineConfig(egress=EgressPolicy.from_entries(["127.0.0.1/32"]))
+    async with Engine(config) as engine:
+        flow = engine.load_flow(
+            {
+                "id": "bench",
+                "nodes": [
+                    {"id": "start", "type": "onFlowStart", "on": {"__next": "lookup"}},
+                    NODE,
+                ],
+            }
+        )
+        base = {"base": f"http://127.0.0.1:{port}"}
+
+        async def one(i: int) -> None:
+            result = await engine.run_flow(
+                flow, event={"from": f"+1555{i}"}, vars={"i": i}, config=base
+            )
+            assert result.vars["crm"]["id"] == "c-1001", result.vars.get("httpError")
+
+        await one(0)
+        return await _drive(n, concurrency, one)
+
+
+async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str, float]:
+    raw, ours = [], []
+    for r in range(rounds):
+        raw.append(await _raw(port, n, concurrency))
+        ours.append(await _callout(port, n, concurrency))
+        print(
+            f"round {r + 1}: raw aiohttp {raw[-1]:,.0f} req/s, callout flow {ours[-1]:,.0f} runs/s"
+        )
+    baseline, callout = statistics.median(raw), statistics.median(ours)
+    return {
+        "baseline_rps": round(baseline, 1),
+        "callout_rps": round(callout, 1),
+        "ratio": round(callout / baseline, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    server = ctx.Process(target=_serve, args=(send,), daemon=True)
+    server.start()
+    try:
+        port = recv.recv()
+        loop_name = _use_uvloop()
+        print(f"upstream: aiohttp on 127.0.0.1:{port} (separate process); client loop: {loop_name}")
+        print(
+            f"{args.requests} requests x {args.rounds} rounds, concurrency {args.concurrency}; "
+            "upstream, client and engine share the machine's 2 cores"
+        )
+        figures = asyncio.run(_measure(port, args.requests, args.concurrency, args.rounds))
+    finally:
+        server.terminate()
+        server.join()
+    print(
+        f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s, "
+        f"callout {figures['callout_rps']:,.0f} runs/s, ratio {figures['ratio']:.3f}"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

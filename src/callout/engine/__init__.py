@@ -1,0 +1,1 @@
+"""Orchestration: the apiCall node, the flow runner and the node registry; stores nothing."""

@@ -1,0 +1,139 @@
+"""The one call path both apiCall modes (and the legacy types) share.
+
+A mode renders its templates into an ``OutboundRequest``; ``perform`` sends it within the run's
+deadline, turns every failure into an outcome, and describes the exchange for run history with
+every secret in play scrubbed out.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from callout.engine.context import RunContext
+from callout.errors import CalloutError, DeadlineExceeded, Outcome
+from callout.scrub import Scrubber
+from callout.transport import InboundResponse, OutboundRequest, RetryPolicy
+
+__all__ = ["PREVIEW_BYTES", "CallResult", "encode_json_body", "perform", "request_detail"]
+
+#: How much of a request or response body run history keeps, after scrubbing.
+PREVIEW_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """How one call ended: a response, or an error with its outcome class."""
+
+    outcome: Outcome
+    status: int
+    body: Any
+    response: InboundResponse | None
+    error: CalloutError | None
+    attempts: int
+    duration_ms: float
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.S2XX
+
+    def error_var(self, scrubber: Scrubber) -> dict[str, str] | None:
+        """The ``httpError``/``integrationError`` value: null, or outcome, code and a scrubbed
+        message."""
+        if self.error is None:
+            return None
+        return {
+            "outcome": str(self.outcome),
+            "code": self.error.code,
+            "message": scrubber.error_message(self.error.message),
+        }
+
+
+def encode_json_body(body: Any) -> bytes:
+    """Encode a rendered JSON body (built as data, never by string concatenation)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def perform(
+    ctx: RunContext,
+    request: OutboundRequest,
+    *,
+    timeout_ms: int,
+    retry: RetryPolicy | None,
+) -> CallResult:
+    """Send ``request`` within both the node's timeout and the run's deadline."""
+    loop_ms = ctx.remaining_ms()
+    budget = min(float(timeout_ms), loop_ms)
+    if budget < 1:
+        error: CalloutError = DeadlineExceeded(
+            "the run's deadline passed before the call could start", code="run_deadline"
+        )
+        return CallResult(Outcome.TIMEOUT, 0, None, None, error, 0, 0.0)
+    started = time.perf_counter()
+    try:
+        response = await ctx.services.transport.send(request, timeout_ms=int(budget), retry=retry)
+    except CalloutError as exc:
+        attempts = exc.attempts
+        elapsed = (time.perf_counter() - started) * 1000.0
+        return CallResult(exc.outcome, 0, None, None, exc, attempts, elapsed)
+    return CallResult(
+        Outcome.from_status(response.status),
+        response.status,
+        response.body,
+        response,
+        None,
+        response.attempts,
+        response.duration_ms,
+    )
+
+
+def preview(value: Any, scrubber: Scrubber, limit: int = PREVIEW_BYTES) -> str | None:
+    """A scrubbed, truncated text preview of a body (scrub first, so no secret is cut in half
+    and left partly visible)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = scrubber.text(text)
+    if len(text) > limit:
+        return text[:limit] + f"... [{len(text) - limit} more characters]"
+    return text
+
+
+def request_detail(
+    request: OutboundRequest | None,
+    result: CallResult | None,
+    scrubber: Scrubber,
+    *,
+    body: Any = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The history detail of one call: request, response, attempts, outcome, error code."""
+    detail: dict[str, Any] = dict(extra or {})
+    if request is not None:
+        detail["request"] = {
+            "method": request.method,
+            "url": scrubber.url(request.url),
+            "headers": scrubber.headers(request.headers),
+            "bodyPreview": preview(body, scrubber),
+        }
+    if result is not None:
+        response = result.response
+        detail["response"] = (
+            {
+                "status": response.status,
+                "size": response.size,
+                "durationMs": round(response.duration_ms, 3),
+                "redirects": response.redirects,
+                "preview": preview(response.body, scrubber),
+            }
+            if response is not None
+            else None
+        )
+        detail["attempts"] = result.attempts
+        detail["outcome"] = str(result.outcome)
+        detail["errorCode"] = result.error.code if result.error is not None else None
+        detail["status"] = result.status
+    return detail

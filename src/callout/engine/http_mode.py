@@ -1,0 +1,169 @@
+"""``apiCall`` in mode ``http``: an ad-hoc request configured on the node (SPEC §3)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from callout.cases import Case
+from callout.engine.call import CallResult, encode_json_body, perform, request_detail
+from callout.engine.context import RunContext, Step
+from callout.engine.node_config import ConfigReader
+from callout.engine.nodes import node_cases, route_by_cases
+from callout.errors import CalloutError, Outcome
+from callout.scrub import Scrubber
+from callout.spec.flow import NodeSpec
+from callout.template import (
+    JsonTemplate,
+    TextTemplate,
+    UrlTemplate,
+    compile_header,
+    compile_json,
+    compile_url,
+)
+from callout.transport import OutboundRequest, RetryPolicy
+
+__all__ = ["HTTP_FIELDS", "HttpCall", "compile_http_call"]
+
+HTTP_FIELDS = frozenset(
+    {
+        "mode",
+        "method",
+        "url",
+        "headers",
+        "body",
+        "auth",
+        "responseVar",
+        "timeoutMs",
+        "cases",
+        "retry",
+    }
+)
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTemplates:
+    """Ad-hoc auth: the header it produces, from compiled templates."""
+
+    kind: str
+    parts: tuple[TextTemplate, ...]
+    header_name: str = "Authorization"
+
+    def render(self, scope: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+        """(header name, header value, the secret values in play)."""
+        values = tuple(part.render(scope) for part in self.parts)
+        if self.kind == "basic":
+            pair = f"{values[0]}:{values[1]}".encode()
+            token = base64.b64encode(pair).decode("ascii")
+            return "Authorization", f"Basic {token}", (values[1], token)
+        if self.kind == "bearer":
+            return "Authorization", f"Bearer {values[0]}", values
+        return self.header_name, values[0], values
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCall:
+    """A compiled ad-hoc request node."""
+
+    spec: NodeSpec
+    method: str
+    url: UrlTemplate
+    headers: tuple[tuple[str, TextTemplate], ...]
+    body: JsonTemplate | None
+    auth: AuthTemplates | None
+    response_var: str
+    timeout_ms: int
+    retry: RetryPolicy | None
+    cases: tuple[Case, ...]
+
+    async def run(self, ctx: RunContext) -> Step:
+        scope = ctx.scope()
+        scrubber = Scrubber()
+        request: OutboundRequest | None = None
+        body: Any = None
+        try:
+            secrets: tuple[str, ...] = ()
+            headers = {name: template.render(scope) for name, template in self.headers}
+            secret_headers: frozenset[str] = frozenset()
+            if self.auth is not None:
+                name, value, secrets = self.auth.render(scope)
+                scrubber = Scrubber(s for s in secrets if s)
+                headers[name] = value
+                secret_headers = frozenset({name.lower()})
+            url = self.url.render(scope)
+            payload: bytes | None = None
+            if self.body is not None:
+                body = self.body.render(scope)
+                payload = encode_json_body(body)
+                if not any(k.lower() == "content-type" for k in headers):
+                    headers["Content-Type"] = "application/json"
+            request = OutboundRequest(
+                method=self.method,
+                url=url,
+                headers=headers,
+                body=payload,
+                secret_headers=secret_headers,
+            )
+        except CalloutError as exc:
+            result = CallResult(Outcome.INVALID, 0, None, None, exc, 0, 0.0)
+        else:
+            result = await perform(ctx, request, timeout_ms=self.timeout_ms, retry=self.retry)
+        ctx.set_var(self.response_var, result.body)
+        ctx.set_var("httpStatus", result.status)
+        ctx.set_var("httpOk", result.ok)
+        ctx.set_var("httpError", result.error_var(scrubber))
+        step = route_by_cases(
+            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
+        )
+        detail = request_detail(request, result, scrubber, body=body, extra={"mode": "http"})
+        return Step(step.event, step.target, step.case_index, detail)
+
+
+def compile_http_call(node: NodeSpec, reader: ConfigReader) -> HttpCall:
+    """Validate and compile an ad-hoc request node's config."""
+    reader.refuse_unknown(HTTP_FIELDS)
+    method = reader.choice("method", METHODS, default="GET", upper=True)
+    url = compile_url(reader.string("url", required=True), field=reader.field("url"))
+    headers = tuple(
+        (name, compile_header(value, field=reader.field(f"headers.{name}")))
+        for name, value in reader.string_map("headers").items()
+    )
+    body = None
+    if reader.has("body"):
+        body = compile_json(reader.raw("body"), field=reader.field("body"))
+    return HttpCall(
+        spec=node,
+        method=method,
+        url=url,
+        headers=headers,
+        body=body,
+        auth=_compile_auth(reader),
+        response_var=reader.var_name("responseVar", default="httpResult"),
+        timeout_ms=reader.timeout_ms(),
+        retry=reader.retry(),
+        cases=node_cases(node),
+    )
+
+
+def _compile_auth(reader: ConfigReader) -> AuthTemplates | None:
+    auth = reader.sub("auth")
+    if auth is None:
+        return None
+    kind = auth.choice("type", ("none", "basic", "bearer", "header"), required=True)
+    if kind == "none":
+        return None
+    if kind == "basic":
+        auth.refuse_unknown({"type", "username", "password"})
+        names: tuple[str, ...] = ("username", "password")
+    elif kind == "bearer":
+        auth.refuse_unknown({"type", "token"})
+        names = ("token",)
+    else:
+        auth.refuse_unknown({"type", "name", "value"})
+        names = ("value",)
+    parts = tuple(compile_header(auth.string(n, required=True), field=auth.field(n)) for n in names)
+    header_name = auth.header_name("name") if kind == "header" else "Authorization"
+    return AuthTemplates(kind, parts, header_name)

@@ -1,0 +1,186 @@
+"""The flow runner: walk a compiled flow from ``onFlowStart``, node by node, within its limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+from callout.engine.context import NodeEvent, RunContext, Step
+from callout.engine.registry import CompiledNode, NodeRegistry
+from callout.errors import CalloutError, FlowError
+from callout.scrub import NULL_SCRUBBER
+from callout.spec.flow import END, NEXT, FlowSpec, parse_flow
+
+__all__ = ["CompiledFlow", "RunResult", "compile_flow", "run_compiled", "step_node"]
+
+RunStatus = Literal["completed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFlow:
+    """A flow whose every node is compiled: ready to run any number of times."""
+
+    spec: FlowSpec
+    nodes: Mapping[str, CompiledNode]
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+@dataclass(slots=True)
+class RunResult:
+    """How a run went: its status, the path it took, the vars it ended with, and its events."""
+
+    run_id: str
+    flow_id: str
+    status: RunStatus
+    path: list[str]
+    vars: dict[str, Any]
+    error: dict[str, Any] | None
+    events: list[NodeEvent] = field(default_factory=list)
+    #: Why the run stopped: "end", "no_edge", "no_route_matched", or an error code.
+    ended_by: str = "end"
+    duration_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape ``callout run --json`` prints."""
+        return {
+            "runId": self.run_id,
+            "flowId": self.flow_id,
+            "status": self.status,
+            "path": list(self.path),
+            "vars": self.vars,
+            "error": self.error,
+            "endedBy": self.ended_by,
+            "durationMs": round(self.duration_ms, 3),
+        }
+
+
+def compile_flow(
+    data: Mapping[str, Any] | str | bytes | FlowSpec, registry: NodeRegistry
+) -> CompiledFlow:
+    """Parse (if needed), validate and compile every node of a flow."""
+    spec = data if isinstance(data, FlowSpec) else parse_flow(data)
+    nodes = {node.id: registry.compile(node) for node in spec.nodes}
+    return CompiledFlow(spec, MappingProxyType(nodes))
+
+
+async def run_compiled(flow: CompiledFlow, ctx: RunContext, *, max_steps: int) -> RunResult:
+    """Run ``flow`` in ``ctx`` until it ends, fails, or passes its step limit or deadline."""
+    result = RunResult(
+        run_id=f"run_{uuid.uuid4().hex}",
+        flow_id=flow.id,
+        status="completed",
+        path=[],
+        vars=ctx.vars,
+        error=None,
+    )
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout_at(ctx.deadline):
+            await _walk(flow, ctx, result, max_steps)
+    except TimeoutError:
+        current = result.path[-1] if result.path else None
+        _fail(
+            result,
+            FlowError(
+                "the run passed its deadline; shorten the flow or the nodes' timeouts",
+                code="run_deadline",
+                node_id=current,
+            ),
+        )
+    except FlowError as exc:
+        _fail(result, exc)
+    result.duration_ms = (time.perf_counter() - started) * 1000.0
+    return result
+
+
+async def _walk(flow: CompiledFlow, ctx: RunContext, result: RunResult, max_steps: int) -> None:
+    node_id: str | None = flow.spec.start.id
+    while node_id is not None:
+        if len(result.path) >= max_steps:
+            raise FlowError(
+                f"the run passed its limit of {max_steps} steps at node '{node_id}'; "
+                "a flow loop needs an exit (a case or an edge to 'end')",
+                code="step_limit",
+                node_id=node_id,
+            )
+        node_id = await step_node(flow, node_id, ctx, result)
+
+
+async def step_node(
+    flow: CompiledFlow, node_id: str, ctx: RunContext, result: RunResult
+) -> str | None:
+    """Run one node, record its event, and return the next node id (None ends the run)."""
+    node = flow.nodes[node_id]
+    result.path.append(node_id)
+    started_wall = time.time()
+    started = time.perf_counter()
+    error: CalloutError | None = None
+    try:
+        step = await node.run(ctx)
+    except CalloutError as exc:
+        error, step = exc, Step()
+    except Exception as exc:  # noqa: BLE001  a host platform's node failed: the run fails, the engine lives
+        error, step = (
+            FlowError(
+                f"node '{node_id}' failed: {type(exc).__name__}: {NULL_SCRUBBER.text(str(exc))}",
+                code="node_error",
+                node_id=node_id,
+            ),
+            Step(),
+        )
+    duration = (time.perf_counter() - started) * 1000.0
+    target = None if error is not None else _route(node.spec.on, step)
+    result.events.append(
+        NodeEvent(
+            node_id=node_id,
+            node_type=node.spec.type,
+            started_at=started_wall,
+            duration_ms=duration,
+            route=target,
+            case_index=step.case_index,
+            vars_changed=ctx.take_changes(),
+            detail=step.detail,
+            error=_error_dict(error, node_id) if error is not None else None,
+        )
+    )
+    if error is not None:
+        raise (
+            error
+            if isinstance(error, FlowError)
+            else FlowError(error.message, code=error.code, node_id=node_id)
+        )
+    if target is None or target == END:
+        result.ended_by = (
+            "end"
+            if target == END
+            else ("no_route_matched" if "cases" in node.spec.config else "no_edge")
+        )
+        return None
+    return target
+
+
+def _route(on: Mapping[str, str], step: Step) -> str | None:
+    if step.target is not None:
+        return step.target
+    target = on.get(step.event)
+    if target is None and step.event != NEXT:
+        target = on.get(NEXT)
+    return target
+
+
+def _error_dict(error: CalloutError, node_id: str | None) -> dict[str, Any]:
+    return {"code": error.code, "message": error.message, "nodeId": node_id}
+
+
+def _fail(result: RunResult, error: FlowError) -> None:
+    result.status = "failed"
+    result.error = _error_dict(error, error.node_id)
+    result.ended_by = error.code
