@@ -17,7 +17,7 @@ from yarl import URL
 from callout._guard_ranges import IPAddress
 from callout.errors import EgressDenied
 
-__all__ = ["ALLOWED_SCHEMES", "deny", "host_address", "is_host_name", "parse_url"]
+__all__ = ["ALLOWED_SCHEMES", "deny", "host_literal", "is_host_name", "parse_url"]
 
 #: URL schemes a call may use.
 ALLOWED_SCHEMES: Final = frozenset({"http", "https"})
@@ -61,6 +61,11 @@ def _ends_in_number(host: str) -> bool:
     return bool(_NUMBER_RE.fullmatch(labels[-1]))
 
 
+_ASCII_BAD = re.compile(r"[\x00-\x20\x7f\\]")
+_AUTHORITY_END = re.compile(r"[/?#]")
+_PORT_DIGITS = re.compile(r"[0-9]*")
+
+
 def _parse_ipv4_any(host: str) -> ipaddress.IPv4Address | None:
     """Every spelling inet_aton and browsers accept: 1-4 parts, each decimal, 0-octal or 0x-hex."""
     parts = host.split(".")
@@ -89,6 +94,13 @@ def _parse_ipv4_any(host: str) -> ipaddress.IPv4Address | None:
 
 def _screen(url: str) -> None:
     """Refuse what parsers disagree on, before any parser sees it."""
+    # Fast path: an ASCII URL without control characters, space or backslash needs no char loop.
+    if not (url.isascii() and _ASCII_BAD.search(url) is None):
+        _screen_characters(url)
+    _screen_structure(url)
+
+
+def _screen_characters(url: str) -> None:
     for char in url:
         if char == "\\" or char.isspace() or not char.isprintable():
             name = _CHAR_NAMES.get(char, "a control or whitespace character")
@@ -97,6 +109,9 @@ def _screen(url: str) -> None:
                 "remove it or percent-encode it",
                 "bad_character",
             )
+
+
+def _screen_structure(url: str) -> None:
     match = _SCHEME_RE.match(url)
     scheme = match.group()[:-1].lower() if match else ""
     if match is None or scheme not in ALLOWED_SCHEMES:
@@ -107,7 +122,7 @@ def _screen(url: str) -> None:
     rest = url[match.end() :]
     if not rest.startswith("//"):
         raise deny(_NO_HOST, "no_host")
-    authority = re.split(r"[/?#]", rest[2:], maxsplit=1)[0]
+    authority = _AUTHORITY_END.split(rest[2:], maxsplit=1)[0]
     if "@" in authority:  # the userinfo itself may be a password: never echo it
         raise deny(
             "blocked: the URL carries user info before '@' (rule userinfo); "
@@ -125,7 +140,7 @@ def _screen(url: str) -> None:
         host, _, port = authority.rpartition(":")
     inner = host[1:-1] if host.startswith("[") else host
     bad_brackets = "[" in inner or "]" in inner or (host.startswith("[") and ":" not in inner)
-    if bad_brackets or not re.fullmatch(r"[0-9]*", port):  # no "+80", no full-width digits
+    if bad_brackets or not _PORT_DIGITS.fullmatch(port):  # no "+80", no full-width digits
         raise deny(_MALFORMED, "malformed")
 
 
@@ -149,12 +164,12 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
-def host_address(parsed: URL) -> tuple[URL, IPAddress | None]:
-    """The URL (a legacy IPv4 spelling rewritten as its dotted quad) and its IP, None for a name."""
-    raw_host = parsed.raw_host or ""
+def host_literal(raw_host: str, host: str) -> tuple[str | None, IPAddress | None]:
+    """(the dotted quad a legacy IPv4 spelling must be rewritten to, or None; the host's IP, or
+    None for a name). ``host`` is yarl's decoded host (it keeps an IPv6 zone id)."""
     address: IPAddress | None = None
     if ":" in raw_host:  # yarl accepted it in brackets, so it is an IPv6 literal
-        text = parsed.host or ""
+        text = host
         _, percent, zone = text.partition("%")
         try:
             address = ipaddress.IPv6Address(text)
@@ -165,9 +180,9 @@ def host_address(parsed: URL) -> tuple[URL, IPAddress | None]:
     elif _ends_in_number(raw_host):
         address = _parse_ipv4_any(raw_host)
         if address is not None and str(address) != raw_host:
-            parsed = parsed.with_host(str(address))  # connect to exactly what was judged
+            return str(address), address  # connect to exactly what was judged
     elif is_host_name(raw_host):
-        return parsed, None
+        return None, None
     if address is None:
         raise deny(
             f"blocked: {raw_host[:100]!r} is not a valid host name or IP address "
@@ -175,4 +190,4 @@ def host_address(parsed: URL) -> tuple[URL, IPAddress | None]:
             "invalid_host",
             host=raw_host,
         )
-    return parsed, address
+    return None, address

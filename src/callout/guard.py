@@ -30,7 +30,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import aiohttp
@@ -45,7 +45,7 @@ from callout._guard_ranges import (
     IPAddress,
     IPNetwork,
 )
-from callout._guard_syntax import ALLOWED_SCHEMES, deny, host_address, is_host_name, parse_url
+from callout._guard_syntax import ALLOWED_SCHEMES, deny, host_literal, is_host_name, parse_url
 from callout.errors import EgressDenied, NetworkError
 
 __all__ = [
@@ -94,6 +94,10 @@ class EgressPolicy:
     allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     allow_hosts: frozenset[str] = frozenset()
     extra_ports: frozenset[int] = frozenset()
+    #: Hosts already judged allowed under this policy (hosts repeat on the call path).
+    _allowed_hosts: dict[tuple[str, str], tuple[str | None, IPAddress | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def from_entries(
@@ -217,12 +221,30 @@ def _check_url(url: str, policy: EgressPolicy) -> tuple[URL, IPAddress | None]:
             "port",
             host=parsed.raw_host,
         )
-    parsed, address = host_address(parsed)
+    key = (parsed.raw_host or "", parsed.host or "")
+    judged = policy._allowed_hosts.get(key)
+    if judged is None:
+        judged = _judge_host(*key, policy)
+        if len(policy._allowed_hosts) >= _HOST_CACHE_SIZE:
+            policy._allowed_hosts.clear()
+        policy._allowed_hosts[key] = judged
+    rewrite, address = judged
+    return (parsed if rewrite is None else parsed.with_host(rewrite)), address
+
+
+_HOST_CACHE_SIZE = 4096
+
+
+def _judge_host(
+    raw_host: str, host: str, policy: EgressPolicy
+) -> tuple[str | None, IPAddress | None]:
+    """The host's literal form, and a refusal (raised) when a literal address is not allowed."""
+    rewrite, address = host_literal(raw_host, host)
     if address is not None:
         rule, reason = _verdict(address, policy, None)
         if rule is not None:
-            raise deny(reason, rule, host=parsed.raw_host, address=str(address))
-    return parsed, address
+            raise deny(reason, rule, host=rewrite or raw_host, address=str(address))
+    return rewrite, address
 
 
 def check_url(url: str, policy: EgressPolicy) -> URL:

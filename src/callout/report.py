@@ -15,7 +15,7 @@ def describe_run(result: RunResult) -> str:
     lines = [f"run {result.run_id} of flow '{result.flow_id}': {result.status}"]
     for event in result.events:
         lines.append(f"  {event.node_id} ({event.node_type})")
-        detail = event.detail
+        detail = event.details()
         request = detail.get("request")
         if request:
             lines.append(f"    {request['method']} {request['url']}")

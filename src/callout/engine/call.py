@@ -18,7 +18,14 @@ from callout.errors import CalloutError, DeadlineExceeded, Outcome
 from callout.scrub import Scrubber
 from callout.transport import InboundResponse, OutboundRequest, RetryPolicy
 
-__all__ = ["PREVIEW_BYTES", "CallResult", "encode_json_body", "perform", "request_detail"]
+__all__ = [
+    "PREVIEW_BYTES",
+    "CallResult",
+    "CallTrace",
+    "encode_json_body",
+    "perform",
+    "request_detail",
+]
 
 #: How much of a request or response body run history keeps, after scrubbing.
 PREVIEW_BYTES = 4096
@@ -137,3 +144,42 @@ def request_detail(
         detail["errorCode"] = result.error.code if result.error is not None else None
         detail["status"] = result.status
     return detail
+
+
+class CallTrace:
+    """What run history needs to know about one call, scrubbed only when it is read.
+
+    Scrubbing and previews cost more than the rest of the engine together, so they happen when
+    history is written (off the call path), not while the caller waits. The raw request stays
+    private to this object; every way out (``as_dict``, ``repr``) is scrubbed.
+    """
+
+    __slots__ = ("_body", "_extra", "_request", "_result", "_scrubber")
+
+    def __init__(
+        self,
+        request: OutboundRequest | None,
+        result: CallResult,
+        scrubber: Scrubber,
+        *,
+        body: Any = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._request = request
+        self._result = result
+        self._scrubber = scrubber
+        self._body = body
+        self._extra = extra
+
+    def scrub(self, value: Any) -> Any:
+        """``value`` (e.g. the vars this node changed) with this call's secrets removed."""
+        return self._scrubber.data(value)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The history detail: request, response, attempts, outcome and error code, scrubbed."""
+        return request_detail(
+            self._request, self._result, self._scrubber, body=self._body, extra=self._extra
+        )
+
+    def __repr__(self) -> str:
+        return f"CallTrace(outcome={self._result.outcome!s}, status={self._result.status})"

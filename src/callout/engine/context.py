@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from callout.scrub import NULL_SCRUBBER, Scrubber
 from callout.spec.flow import NEXT
 
 if TYPE_CHECKING:
     from callout.engine.services import Services
 
-__all__ = ["SCOPE_NAMES", "NodeEvent", "RunContext", "Step"]
+__all__ = ["SCOPE_NAMES", "Detail", "NodeEvent", "RunContext", "Step", "Trace"]
 
 #: The scopes a flow's templates and cases read (SPEC §1).
 SCOPE_NAMES = ("vars", "event", "contact", "config", "agent", "callee")
@@ -38,6 +39,8 @@ class RunContext:
     #: The org the run belongs to (integration mode resolves connections inside it).
     org_id: str | None = None
     changed: dict[str, Any] = field(default_factory=dict)
+    #: The scrubbers of the calls made so far, so a run's output can hide every secret used.
+    scrubbers: list[Scrubber] = field(default_factory=list)
 
     def scope(self) -> dict[str, Any]:
         """The template scope: ``{"vars": ..., "event": ..., ...}`` (live, not copied)."""
@@ -55,6 +58,16 @@ class RunContext:
         self.vars[name] = value
         self.changed[name] = value
 
+    def note_secrets(self, scrubber: Scrubber) -> None:
+        """Remember a call's secrets, so the run's printed vars and errors never show them."""
+        if scrubber.secrets:
+            self.scrubbers.append(scrubber)
+
+    def run_scrubber(self) -> Scrubber:
+        """One scrubber for every secret used in this run."""
+        secrets = [s for scrubber in self.scrubbers for s in scrubber.secrets]
+        return Scrubber(dict.fromkeys(secrets)) if secrets else NULL_SCRUBBER
+
     def take_changes(self) -> dict[str, Any]:
         """The vars changed since the last call (one node's changes)."""
         changes, self.changed = self.changed, {}
@@ -63,6 +76,17 @@ class RunContext:
     def remaining_ms(self) -> float:
         """Milliseconds left before the run deadline (may be negative)."""
         return (self.deadline - asyncio.get_running_loop().time()) * 1000.0
+
+
+class Trace(Protocol):
+    """A node's history detail that is built (and scrubbed) only when it is read."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+    def scrub(self, value: Any) -> Any: ...
+
+
+Detail = Mapping[str, Any] | Trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +98,14 @@ class Step:
     target: str | None = None
     #: Index of the case that matched, if any (for history).
     case_index: int | None = None
-    #: What the node wants history to know (request, response, outcome...), already scrubbed.
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    #: What the node wants history to know (request, response, outcome...): scrubbed data, or a
+    #: ``Trace`` that scrubs when read.
+    detail: Detail = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class NodeEvent:
-    """One node's entry in a run's history (SPEC §7); every value is already scrubbed."""
+    """One node's entry in a run's history (SPEC §7); ``details()`` is scrubbed."""
 
     node_id: str
     node_type: str
@@ -89,10 +114,18 @@ class NodeEvent:
     route: str | None
     case_index: int | None
     vars_changed: Mapping[str, Any]
-    detail: Mapping[str, Any]
+    detail: Detail
     error: Mapping[str, Any] | None = None
 
+    def details(self) -> Mapping[str, Any]:
+        """The node's history detail (request, response, outcome...), scrubbed."""
+        if not isinstance(self.detail, Mapping):
+            trace, self.detail = self.detail, self.detail.as_dict()
+            self.vars_changed = trace.scrub(self.vars_changed)
+        return self.detail
+
     def as_dict(self) -> dict[str, Any]:
+        detail = self.details()  # first: it also scrubs vars_changed
         return {
             "nodeId": self.node_id,
             "nodeType": self.node_type,
@@ -101,6 +134,6 @@ class NodeEvent:
             "route": self.route,
             "caseIndex": self.case_index,
             "varsChanged": dict(self.vars_changed),
-            **dict(self.detail),
+            **detail,
             "error": dict(self.error) if self.error is not None else None,
         }

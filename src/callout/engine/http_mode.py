@@ -5,15 +5,16 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from callout.cases import Case
-from callout.engine.call import CallResult, encode_json_body, perform, request_detail
+from callout.engine.call import CallResult, CallTrace, encode_json_body, perform
 from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import node_cases, route_by_cases
 from callout.errors import CalloutError, Outcome
-from callout.scrub import Scrubber
+from callout.scrub import NULL_SCRUBBER, Scrubber
 from callout.spec.flow import NodeSpec
 from callout.template import (
     JsonTemplate,
@@ -41,6 +42,7 @@ HTTP_FIELDS = frozenset(
         "retry",
     }
 )
+_HTTP_MODE = MappingProxyType({"mode": "http"})
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -68,6 +70,8 @@ class AuthTemplates:
 class HttpCall:
     """A compiled ad-hoc request node."""
 
+    #: The call is bounded by min(timeoutMs, the run's remaining time): no wrapper needed.
+    bounded: ClassVar[bool] = True
     spec: NodeSpec
     method: str
     url: UrlTemplate
@@ -81,7 +85,7 @@ class HttpCall:
 
     async def run(self, ctx: RunContext) -> Step:
         scope = ctx.scope()
-        scrubber = Scrubber()
+        scrubber = NULL_SCRUBBER
         request: OutboundRequest | None = None
         body: Any = None
         try:
@@ -91,6 +95,7 @@ class HttpCall:
             if self.auth is not None:
                 name, value, secrets = self.auth.render(scope)
                 scrubber = Scrubber(s for s in secrets if s)
+                ctx.note_secrets(scrubber)
                 headers[name] = value
                 secret_headers = frozenset({name.lower()})
             url = self.url.render(scope)
@@ -118,8 +123,8 @@ class HttpCall:
         step = route_by_cases(
             self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
         )
-        detail = request_detail(request, result, scrubber, body=body, extra={"mode": "http"})
-        return Step(step.event, step.target, step.case_index, detail)
+        trace = CallTrace(request, result, scrubber, body=body, extra=_HTTP_MODE)
+        return Step(step.event, step.target, step.case_index, trace)
 
 
 def compile_http_call(node: NodeSpec, reader: ConfigReader) -> HttpCall:

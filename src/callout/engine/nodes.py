@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from callout.cases import Case, case_matches, compile_cases
 from callout.engine.context import RunContext, Step
@@ -30,6 +30,7 @@ def route_by_cases(cases: tuple[Case, ...], scope: dict[str, Any]) -> Step:
 
 @dataclass(frozen=True, slots=True)
 class _Start:
+    bounded: ClassVar[bool] = True  # returns at once: no deadline wrapper needed
     spec: NodeSpec
 
     async def run(self, ctx: RunContext) -> Step:
@@ -47,6 +48,7 @@ class OnFlowStartType:
 
 @dataclass(frozen=True, slots=True)
 class _Branch:
+    bounded: ClassVar[bool] = True  # returns at once: no deadline wrapper needed
     spec: NodeSpec
     cases: tuple[Case, ...]
 
@@ -65,6 +67,7 @@ class BranchType:
 
 @dataclass(frozen=True, slots=True)
 class _SetVariable:
+    bounded: ClassVar[bool] = True  # returns at once: no deadline wrapper needed
     spec: NodeSpec
     var: str
     value: JsonTemplate

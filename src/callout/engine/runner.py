@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -13,7 +13,7 @@ from typing import Any, Literal
 from callout.engine.context import NodeEvent, RunContext, Step
 from callout.engine.registry import CompiledNode, NodeRegistry
 from callout.errors import CalloutError, FlowError
-from callout.scrub import NULL_SCRUBBER
+from callout.scrub import NULL_SCRUBBER, Scrubber
 from callout.spec.flow import END, NEXT, FlowSpec, parse_flow
 
 __all__ = ["CompiledFlow", "RunResult", "compile_flow", "run_compiled", "step_node"]
@@ -47,16 +47,18 @@ class RunResult:
     #: Why the run stopped: "end", "no_edge", "no_route_matched", or an error code.
     ended_by: str = "end"
     duration_ms: float = 0.0
+    #: Removes every secret the run's calls used (for anything shown outside the process).
+    scrubber: Scrubber = NULL_SCRUBBER
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON shape ``callout run --json`` prints."""
+        """The JSON shape ``callout run --json`` prints; vars and error are scrubbed."""
         return {
             "runId": self.run_id,
             "flowId": self.flow_id,
             "status": self.status,
             "path": list(self.path),
-            "vars": self.vars,
-            "error": self.error,
+            "vars": self.scrubber.data(self.vars),
+            "error": self.scrubber.data(self.error),
             "endedBy": self.ended_by,
             "durationMs": round(self.duration_ms, 3),
         }
@@ -74,7 +76,7 @@ def compile_flow(
 async def run_compiled(flow: CompiledFlow, ctx: RunContext, *, max_steps: int) -> RunResult:
     """Run ``flow`` in ``ctx`` until it ends, fails, or passes its step limit or deadline."""
     result = RunResult(
-        run_id=f"run_{uuid.uuid4().hex}",
+        run_id=f"run_{os.urandom(12).hex()}",
         flow_id=flow.id,
         status="completed",
         path=[],
@@ -83,27 +85,20 @@ async def run_compiled(flow: CompiledFlow, ctx: RunContext, *, max_steps: int) -
     )
     started = time.perf_counter()
     try:
-        async with asyncio.timeout_at(ctx.deadline):
-            await _walk(flow, ctx, result, max_steps)
-    except TimeoutError:
-        current = result.path[-1] if result.path else None
-        _fail(
-            result,
-            FlowError(
-                "the run passed its deadline; shorten the flow or the nodes' timeouts",
-                code="run_deadline",
-                node_id=current,
-            ),
-        )
+        await _walk(flow, ctx, result, max_steps)
     except FlowError as exc:
         _fail(result, exc)
     result.duration_ms = (time.perf_counter() - started) * 1000.0
+    result.scrubber = ctx.run_scrubber()
     return result
 
 
 async def _walk(flow: CompiledFlow, ctx: RunContext, result: RunResult, max_steps: int) -> None:
     node_id: str | None = flow.spec.start.id
+    loop = asyncio.get_running_loop()
     while node_id is not None:
+        if loop.time() >= ctx.deadline:
+            raise _deadline_error(result.path[-1] if result.path else node_id)
         if len(result.path) >= max_steps:
             raise FlowError(
                 f"the run passed its limit of {max_steps} steps at node '{node_id}'; "
@@ -124,7 +119,13 @@ async def step_node(
     started = time.perf_counter()
     error: CalloutError | None = None
     try:
-        step = await node.run(ctx)
+        if getattr(node, "bounded", False):
+            step = await node.run(ctx)
+        else:  # a host node could hang: the run's deadline cuts it off
+            async with asyncio.timeout_at(ctx.deadline):
+                step = await node.run(ctx)
+    except TimeoutError:
+        error, step = _deadline_error(node_id), Step()
     except CalloutError as exc:
         error, step = exc, Step()
     except Exception as exc:  # noqa: BLE001  a host platform's node failed: the run fails, the engine lives
@@ -165,6 +166,14 @@ async def step_node(
         )
         return None
     return target
+
+
+def _deadline_error(node_id: str | None) -> FlowError:
+    return FlowError(
+        "the run passed its deadline; shorten the flow or the nodes' timeouts",
+        code="run_deadline",
+        node_id=node_id,
+    )
 
 
 def _route(on: Mapping[str, str], step: Step) -> str | None:
