@@ -22,8 +22,8 @@ from callout.engine.engine import Engine
 from callout.errors import CalloutError
 from callout.guard import StaticResolver, check, parse_resolve_overrides
 from callout.report import describe_run
-from callout.spec.legacy import migrate_flow
 from callout.settings import Settings
+from callout.spec.legacy import migrate_flow
 
 __all__ = ["app", "main"]
 

@@ -386,7 +386,16 @@ def _raw_fn(hole: _Hole, *, base: bool, strip_slash: bool) -> Render:
     return render
 
 
+# An absolute http(s) URL whose host part holds none of / ? # @ \ or whitespace: the common
+# case is accepted by this one match; anything else gets the full parse (and its message).
+_PLAIN_URL = re.compile(
+    r"(?i:https?)://[^/?#@:\[\]\\\s\x00-\x1f\x7f]+(?::[0-9]{1,5})?(?:[/?#][^\s\x00-\x1f\x7f]*)?"
+)
+
+
 def _check_url(url: str, source: str, field: str | None) -> None:
+    if _PLAIN_URL.fullmatch(url) is not None:
+        return
     try:
         parsed = URL(url, encoded=True)
         ok = parsed.scheme in ("http", "https") and bool(parsed.raw_host)

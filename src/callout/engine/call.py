@@ -59,9 +59,12 @@ class CallResult:
         }
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one a call
+
+
 def encode_json_body(body: Any) -> bytes:
     """Encode a rendered JSON body (built as data, never by string concatenation)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return _JSON.encode(body).encode()
 
 
 async def perform(

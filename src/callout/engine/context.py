@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from callout.scrub import NULL_SCRUBBER, Scrubber
@@ -14,6 +15,8 @@ if TYPE_CHECKING:
     from callout.engine.services import Services
 
 __all__ = ["SCOPE_NAMES", "Detail", "NodeEvent", "RunContext", "Step", "Trace"]
+
+_NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
 
 #: The scopes a flow's templates and cases read (SPEC §1).
 SCOPE_NAMES = ("vars", "event", "contact", "config", "agent", "callee")
@@ -100,7 +103,7 @@ class Step:
     case_index: int | None = None
     #: What the node wants history to know (request, response, outcome...): scrubbed data, or a
     #: ``Trace`` that scrubs when read.
-    detail: Detail = field(default_factory=dict)
+    detail: Detail = field(default_factory=lambda: _NO_DETAIL)
 
 
 @dataclass(slots=True)

@@ -34,7 +34,10 @@ class _Start:
     spec: NodeSpec
 
     async def run(self, ctx: RunContext) -> Step:
-        return Step()
+        return _NEXT
+
+
+_NEXT = Step()
 
 
 class OnFlowStartType:

@@ -49,6 +49,9 @@ class RunResult:
     duration_ms: float = 0.0
     #: Removes every secret the run's calls used (for anything shown outside the process).
     scrubber: Scrubber = NULL_SCRUBBER
+    #: Wall-clock start (epoch seconds) and its perf_counter twin, to date events cheaply.
+    started_at: float = field(default_factory=time.time)
+    started_perf: float = field(default_factory=time.perf_counter)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape ``callout run --json`` prints; vars and error are scrubbed."""
@@ -115,7 +118,6 @@ async def step_node(
     """Run one node, record its event, and return the next node id (None ends the run)."""
     node = flow.nodes[node_id]
     result.path.append(node_id)
-    started_wall = time.time()
     started = time.perf_counter()
     error: CalloutError | None = None
     try:
@@ -143,7 +145,7 @@ async def step_node(
         NodeEvent(
             node_id=node_id,
             node_type=node.spec.type,
-            started_at=started_wall,
+            started_at=result.started_at + (started - result.started_perf),
             duration_ms=duration,
             route=target,
             case_index=step.case_index,
