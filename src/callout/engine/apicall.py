@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from callout.engine.http_mode import compile_http_call
+from callout.engine.integration_mode import compile_integration_call
 from callout.engine.node_config import ConfigReader
 from callout.engine.registry import CompiledNode
 from callout.spec.flow import NodeSpec
@@ -26,7 +27,4 @@ class ApiCallType:
         mode = reader.choice("mode", MODES, required=True)
         if mode == "http":
             return compile_http_call(node, reader)
-        raise reader.fail(
-            "mode",
-            "'integration' needs saved integrations, which this engine was not given",
-        )
+        return compile_integration_call(node, reader)

@@ -26,6 +26,7 @@ from callout.engine.nodes import BranchType, OnFlowStartType, SetVariableType
 from callout.engine.registry import NodeRegistry, NodeType
 from callout.engine.runner import CompiledFlow, RunResult, compile_flow, run_compiled, step_node
 from callout.engine.services import EngineConfig, Services
+from callout.engine.sources import IntegrationSource
 from callout.errors import FlowError
 from callout.spec.flow import FlowSpec, NodeSpec, parse_node
 from callout.spec.legacy import LEGACY_TYPES
@@ -56,9 +57,11 @@ class Engine:
         *,
         node_types: tuple[NodeType, ...] = (),
         resolver: AbstractResolver | None = None,
+        integrations: IntegrationSource | None = None,
     ) -> None:
         """``node_types`` adds a host platform's own types; ``resolver`` replaces DNS under the
-        egress guard (tests, or a platform's own resolver) — every answer is still checked."""
+        egress guard (tests, or a platform's own resolver) — every answer is still checked;
+        ``integrations`` serves integration-mode nodes (specs and decrypted connections)."""
         self.config = config or EngineConfig()
         self.registry = NodeRegistry()
         for builtin in (
@@ -74,7 +77,7 @@ class Engine:
         for node_type in node_types:
             self.registry.register(node_type)
         self._transport = Transport(self.config.transport, self.config.egress, resolver=resolver)
-        self.services = Services(self.config, self._transport)
+        self.services = Services(self.config, self._transport, integrations)
 
     def load_flow(self, data: Mapping[str, Any] | str | bytes | FlowSpec) -> CompiledFlow:
         """Validate and compile a flow; raises ``FlowValidationError`` naming the node."""

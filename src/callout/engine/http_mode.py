@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar
 
 from callout.cases import Case
+from callout.engine.auth import render_auth
 from callout.engine.call import CallResult, CallTrace, encode_json_body, perform
 from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import node_cases, route_by_cases
 from callout.errors import CalloutError, Outcome
+from callout.integration import CompiledAuth
 from callout.scrub import NULL_SCRUBBER, Scrubber
 from callout.spec.flow import NodeSpec
 from callout.template import (
@@ -47,26 +47,6 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 @dataclass(frozen=True, slots=True)
-class AuthTemplates:
-    """Ad-hoc auth: the header it produces, from compiled templates."""
-
-    kind: str
-    parts: tuple[TextTemplate, ...]
-    header_name: str = "Authorization"
-
-    def render(self, scope: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...]]:
-        """(header name, header value, the secret values in play)."""
-        values = tuple(part.render(scope) for part in self.parts)
-        if self.kind == "basic":
-            pair = f"{values[0]}:{values[1]}".encode()
-            token = base64.b64encode(pair).decode("ascii")
-            return "Authorization", f"Basic {token}", (values[1], token)
-        if self.kind == "bearer":
-            return "Authorization", f"Bearer {values[0]}", values
-        return self.header_name, values[0], values
-
-
-@dataclass(frozen=True, slots=True)
 class HttpCall:
     """A compiled ad-hoc request node."""
 
@@ -77,7 +57,7 @@ class HttpCall:
     url: UrlTemplate
     headers: tuple[tuple[str, TextTemplate], ...]
     body: JsonTemplate | None
-    auth: AuthTemplates | None
+    auth: CompiledAuth | None
     response_var: str
     timeout_ms: int
     retry: RetryPolicy | None
@@ -89,15 +69,16 @@ class HttpCall:
         request: OutboundRequest | None = None
         body: Any = None
         try:
-            secrets: tuple[str, ...] = ()
             headers = {name: template.render(scope) for name, template in self.headers}
             secret_headers: frozenset[str] = frozenset()
             if self.auth is not None:
-                name, value, secrets = self.auth.render(scope)
-                scrubber = Scrubber(s for s in secrets if s)
+                applied = render_auth(self.auth, scope)
+                scrubber = Scrubber(s for s in applied.secrets if s)
                 ctx.note_secrets(scrubber)
-                headers[name] = value
-                secret_headers = frozenset({name.lower()})
+                if applied.header is not None:
+                    name, value = applied.header
+                    headers[name] = value
+                    secret_headers = frozenset({name.lower()})
             url = self.url.render(scope)
             payload: bytes | None = None
             if self.body is not None:
@@ -153,7 +134,7 @@ def compile_http_call(node: NodeSpec, reader: ConfigReader) -> HttpCall:
     )
 
 
-def _compile_auth(reader: ConfigReader) -> AuthTemplates | None:
+def _compile_auth(reader: ConfigReader) -> CompiledAuth | None:
     auth = reader.sub("auth")
     if auth is None:
         return None
@@ -169,6 +150,8 @@ def _compile_auth(reader: ConfigReader) -> AuthTemplates | None:
     else:
         auth.refuse_unknown({"type", "name", "value"})
         names = ("value",)
-    parts = tuple(compile_header(auth.string(n, required=True), field=auth.field(n)) for n in names)
-    header_name = auth.header_name("name") if kind == "header" else "Authorization"
-    return AuthTemplates(kind, parts, header_name)
+    templates = {
+        n: compile_header(auth.string(n, required=True), field=auth.field(n)) for n in names
+    }
+    header_name = auth.header_name("name") if kind == "header" else None
+    return CompiledAuth(kind, templates, header_name)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from callout.engine.auth import OAuthTokens
+from callout.engine.sources import IntegrationSource
 from callout.guard import EgressPolicy
 from callout.transport import Transport, TransportConfig
 
@@ -44,3 +46,6 @@ class Services:
 
     config: EngineConfig
     transport: Transport
+    #: Saved integrations and connections (None: integration mode answers ``invalid``).
+    integrations: IntegrationSource | None = None
+    oauth: OAuthTokens = field(default_factory=OAuthTokens)

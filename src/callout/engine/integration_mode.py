@@ -1,0 +1,242 @@
+"""``apiCall`` in mode ``integration``: a pinned operation of a saved integration (SPEC §3).
+
+The node pins ``(integrationSlug, integrationVersion, operationKey, connectionId)``. Its inputs
+render from the flow scope and are validated against the operation's ``inputSchema`` before
+anything is sent; the operation's templates then render against the flow scope plus ``input``,
+``conn`` and ``secret``. Every pre-flight failure is outcome ``invalid`` with status 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from callout.cases import Case
+from callout.engine.auth import add_query_param, render_auth
+from callout.engine.call import CallResult, CallTrace, encode_json_body, perform
+from callout.engine.context import RunContext, Step
+from callout.engine.node_config import ConfigReader
+from callout.engine.nodes import node_cases, route_by_cases
+from callout.engine.sources import ResolvedConnection, ResolvedSpec, connection_error
+from callout.errors import CalloutError, InvalidError
+from callout.integration import CompiledOperation
+from callout.mapping import Mappings, compile_mappings
+from callout.scrub import NULL_SCRUBBER, Scrubber
+from callout.spec.flow import NodeSpec
+from callout.template import JsonTemplate, compile_value
+from callout.transport import OutboundRequest, RetryPolicy
+
+__all__ = ["INTEGRATION_FIELDS", "IntegrationCall", "compile_integration_call"]
+
+INTEGRATION_FIELDS = frozenset(
+    {
+        "mode",
+        "integrationSlug",
+        "integrationVersion",
+        "operationKey",
+        "connectionId",
+        "inputs",
+        "outputMappings",
+        "timeoutMs",
+        "retry",
+        "cases",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationCall:
+    """A compiled integration-mode node."""
+
+    bounded: ClassVar[bool] = True  # bounded by min(timeoutMs, the run's remaining time)
+    spec: NodeSpec
+    slug: str
+    version: int
+    operation_key: str
+    connection_id: str
+    inputs: JsonTemplate
+    output_mappings: Mappings
+    timeout_ms: int | None
+    retry: RetryPolicy | None
+    cases: tuple[Case, ...]
+
+    async def run(self, ctx: RunContext) -> Step:
+        scope = ctx.scope()
+        scrubber = NULL_SCRUBBER
+        request: OutboundRequest | None = None
+        body: Any = None
+        warnings: list[str] = []
+        operation: CompiledOperation | None = None
+        try:
+            resolved, operation, connection = await self._resolve(ctx)
+            if resolved.status == "deprecated":
+                warnings.append(
+                    f"integration '{self.slug}' version {self.version} is deprecated; "
+                    "pin a newer version"
+                )
+            scrubber = connection.scrubber
+            request, body, scrubber = await self._build(ctx, scope, resolved, operation, connection)
+            ctx.note_secrets(scrubber)
+            timeout = (
+                self.timeout_ms
+                or operation.timeout_ms
+                or ctx.services.config.transport.default_timeout_ms
+            )
+            retry = self.retry or operation.retry
+        except CalloutError as exc:
+            result = CallResult(exc.outcome, 0, None, None, exc, exc.attempts, 0.0)
+        else:
+            result = await perform(ctx, request, timeout_ms=timeout, retry=retry)
+        ctx.set_var("integrationStatus", result.status)
+        ctx.set_var("integrationOk", result.ok)
+        ctx.set_var("integrationError", result.error_var(scrubber))
+        mapping_error = self._map_outputs(ctx, operation, result)
+        step = route_by_cases(
+            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
+        )
+        extra: dict[str, Any] = {
+            "mode": "integration",
+            "integrationSlug": self.slug,
+            "integrationVersion": self.version,
+            "operationKey": self.operation_key,
+            "connectionId": self.connection_id,
+        }
+        if warnings:
+            extra["warnings"] = warnings
+        if mapping_error is not None:
+            extra["mappingError"] = scrubber.error_message(mapping_error)
+        trace = CallTrace(request, result, scrubber, body=body, extra=extra)
+        return Step(step.event, step.target, step.case_index, trace)
+
+    async def _resolve(
+        self, ctx: RunContext
+    ) -> tuple[ResolvedSpec, CompiledOperation, ResolvedConnection]:
+        source = ctx.services.integrations
+        if source is None:
+            raise InvalidError(
+                "this engine has no saved integrations; run it with a store (callout run "
+                "--org) or give the Engine an IntegrationSource",
+                code="no_integrations",
+            )
+        resolved = await source.spec(ctx.org_id, self.slug, self.version)
+        operation = resolved.compiled.operations.get(self.operation_key)
+        if operation is None:
+            known = ", ".join(sorted(resolved.compiled.operations))
+            raise InvalidError(
+                f"integration '{self.slug}' version {self.version} has no operation "
+                f"'{self.operation_key}' (it has: {known})",
+                code="unknown_operation",
+                field="operationKey",
+            )
+        connection = await source.connection(ctx.org_id, self.connection_id)
+        if connection.integration_slug != self.slug:
+            raise connection_error(
+                "connection_wrong_integration",
+                self.connection_id,
+                f"integration '{connection.integration_slug}', not '{self.slug}'",
+            )
+        return resolved, operation, connection
+
+    async def _build(
+        self,
+        ctx: RunContext,
+        scope: dict[str, Any],
+        resolved: ResolvedSpec,
+        operation: CompiledOperation,
+        connection: ResolvedConnection,
+    ) -> tuple[OutboundRequest, Any, Scrubber]:
+        """Render inputs, validate them, then render the operation's request."""
+        inputs = self.inputs.render(scope)
+        operation.validate_input(inputs)
+        spec_scope = {
+            **scope,
+            "input": inputs,
+            "conn": connection.config,
+            "secret": connection.secrets,
+        }
+        compiled = resolved.compiled
+        allowed = connection.allowed_origins(compiled)
+        auth = operation.auth or compiled.connection_auth
+        token = None
+        if auth.kind == "oauth2ClientCredentials":
+            send = ctx.services.transport.send
+            token = await ctx.services.oauth.token(
+                (connection.id, connection.revision), auth, spec_scope, allowed, send
+            )
+        applied = render_auth(auth, spec_scope, token)
+        scrubber = connection.scrubber
+        extra_secrets = [s for s in applied.secrets if s not in scrubber.secrets]
+        if extra_secrets:  # values derived from the secrets (a Basic pair, an OAuth token)
+            scrubber = scrubber.extend(extra_secrets)
+        url = operation.url.render(spec_scope)
+        if applied.query is not None:
+            url = add_query_param(url, *applied.query)
+        headers = {name: template.render(spec_scope) for name, template in operation.headers}
+        secret_headers: frozenset[str] = frozenset()
+        if applied.header is not None:
+            headers[applied.header[0]] = applied.header[1]
+            secret_headers = frozenset({applied.header[0].lower()})
+        body = payload = None
+        if operation.body is not None:
+            body = operation.body.render(spec_scope)
+            payload = encode_json_body(body)
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = "application/json"
+        request = OutboundRequest(
+            method=operation.method,
+            url=url,
+            headers=headers,
+            body=payload,
+            secret_headers=secret_headers,
+            secrets=scrubber.secrets,
+            allowed_origins=allowed,
+        )
+        return request, body, scrubber
+
+    def _map_outputs(
+        self, ctx: RunContext, operation: CompiledOperation | None, result: CallResult
+    ) -> str | None:
+        """Merge mapped outputs into vars: the operation's defaults, the node's (which win),
+        then the transform. Every mapped var is set, to null when there was no response."""
+        data = result.body if result.response is not None else None
+        names: dict[str, Any] = {}
+        if operation is not None:
+            names.update(operation.default_output_mappings.apply(data))
+        names.update(self.output_mappings.apply(data))
+        error = None
+        if operation is not None and operation.transform is not None and data is not None:
+            try:
+                names.update(operation.transform.apply(data))
+            except CalloutError as exc:
+                error = exc.message
+        for name, value in names.items():
+            ctx.set_var(name, value)
+        return error
+
+
+def compile_integration_call(node: NodeSpec, reader: ConfigReader) -> IntegrationCall:
+    """Validate and compile an integration-mode node's config (the pins resolve at run time)."""
+    reader.refuse_unknown(INTEGRATION_FIELDS)
+    version = reader.raw("integrationVersion")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise reader.fail("integrationVersion", "must be a published version number (1, 2, ...)")
+    inputs = reader.raw("inputs", {})
+    if not isinstance(inputs, Mapping):
+        raise reader.fail("inputs", "must be an object of input name to template")
+    mappings = reader.raw("outputMappings", {})
+    if not isinstance(mappings, Mapping) or not all(isinstance(v, str) for v in mappings.values()):
+        raise reader.fail("outputMappings", "must be an object of var name to JMESPath expression")
+    timeout = reader.timeout_ms() if reader.has("timeoutMs") else None
+    return IntegrationCall(
+        spec=node,
+        slug=reader.string("integrationSlug", required=True),
+        version=version,
+        operation_key=reader.string("operationKey", required=True),
+        connection_id=reader.string("connectionId", required=True),
+        inputs=compile_value(dict(inputs), field=reader.field("inputs")),
+        output_mappings=compile_mappings(mappings, field=reader.field("outputMappings")),
+        timeout_ms=timeout,
+        retry=reader.retry(),
+        cases=node_cases(node),
+    )
