@@ -137,7 +137,7 @@ class MasterKey:
         """A fresh random key; the default id sorts by creation: ``k20261129T020300Z-3f9a``."""
         if key_id is None:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            key_id = f"k{stamp}-{secrets.token_hex(2)}"  # suffix: two keys made in one second
+            key_id = f"k{stamp}-{secrets.token_hex(6)}"  # 48 random bits: ids made in one second never collide in practice
         return cls(key_id, os.urandom(KEY_SIZE))
 
 

@@ -1,0 +1,1 @@
+"""Alembic environment and versions of Callout's schema, shipped inside the package."""
