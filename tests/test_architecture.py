@@ -21,7 +21,7 @@ LAYERS: list[tuple[int, str]] = [
     (5, r"service(\..*)?"),
     (
         6,
-        r"api(\..*)?|web(\..*)?|cli|settings|report|demo|testing|__main__|__init__|examples(\..*)?",
+        r"api(\..*)?|web(\..*)?|cli(\..*)?|settings|report|demo|testing|__main__|__init__|examples(\..*)?",
     ),
 ]
 

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         None, description="Master keys as 'id:base64key,...', primary first; else the key file."
     )
     history_days: int = Field(30, ge=1, description="Days of run history kept.")
+    cache_ttl_ms: int = Field(
+        5000,
+        ge=0,
+        description="How long a replica trusts its cached spec status and connection revision "
+        "before re-reading them (changes made in the same process apply at once).",
+    )
 
     def egress_policy(self) -> EgressPolicy:
         ports = [int(p) for p in self.egress_extra_ports.replace(",", " ").split()]

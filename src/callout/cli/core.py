@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +23,7 @@ from callout.engine.engine import Engine
 from callout.errors import CalloutError
 from callout.guard import StaticResolver, check, parse_resolve_overrides
 from callout.report import describe_run
+from callout.service.runtime import Runtime, initialise, key_file, open_runtime
 from callout.settings import Settings
 from callout.spec.legacy import migrate_flow
 
@@ -79,32 +81,36 @@ def run(
     config: Annotated[
         str | None, typer.Option(help="Flow parameters (config scope), as JSON.")
     ] = None,
+    org: Annotated[
+        str | None, typer.Option(help="The org whose saved integrations and connections to use.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Run a flow once and show the path it took."""
+    """Run a flow once and show the path it took (the store is initialised on first use)."""
     event_scope = _json_option(event, "--event")
     vars_scope = _json_option(vars_, "--vars")
     contact_scope = _json_option(contact, "--contact")
     config_scope = _json_option(config, "--config")
     settings = _settings()
     try:
-        engine_config = settings.engine_config()
+        settings.engine_config()
     except ValueError as exc:
         raise _fail(str(exc)) from None
 
     async def go() -> int:
-        async with Engine(engine_config) as engine:
+        async with runtime(settings, auto_init=True) as rt:
             try:
-                compiled = engine.load_flow(flow.read_bytes())
+                compiled = rt.engine.load_flow(flow.read_bytes())
             except CalloutError as exc:
                 where = f" (at {exc.field})" if exc.field else ""
                 raise _fail(f"{flow}: {exc.message}{where}") from None
-            result = await engine.run_flow(
+            result = await rt.engine.run_flow(
                 compiled,
                 event=event_scope,
                 vars=vars_scope,
                 contact=contact_scope,
                 config=config_scope,
+                org_id=org,
             )
         if as_json:
             typer.echo(json.dumps(result.as_dict(), ensure_ascii=False))
@@ -201,6 +207,22 @@ def write_atomically(path: Path, text: str) -> None:
 def demo() -> None:
     """Run the bundled example flow against a demo CRM on 127.0.0.1 and print what happened."""
     raise typer.Exit(_run_async(run_demo(typer.echo)))
+
+
+@asynccontextmanager
+async def runtime(settings: Settings, *, auto_init: bool = False) -> AsyncIterator[Runtime]:
+    """Open the store and engine for one command; ``auto_init`` creates them on first use."""
+    if auto_init and not settings.master_keys and not key_file(settings).exists():
+        report = await initialise(settings)
+        typer.echo(f"initialised {report.data_dir} (database and master key)", err=True)
+    try:
+        rt = await open_runtime(settings)
+    except CalloutError as exc:
+        raise _fail(exc.message) from None
+    try:
+        yield rt
+    finally:
+        await rt.aclose()
 
 
 def _run_async(coro: Coroutine[Any, Any, T]) -> T:
