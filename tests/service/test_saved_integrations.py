@@ -252,5 +252,5 @@ async def test_no_secret_in_the_database_file_or_the_logs(
     for form in encoded_forms(SECRET):
         assert form not in logged
         assert form not in stored
-    audit = [e for e in await rt.audit.list(None, 100)]
+    audit = list(await rt.audit.list(None, 100))
     assert SECRET not in repr(audit)
