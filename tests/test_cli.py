@@ -32,6 +32,14 @@ async def callout(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's commands keep their database and key in a directory of their own."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("CALLOUT_DATA_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def flow_file(tmp_path: Path) -> Path:
     path = tmp_path / "flow.json"
