@@ -51,6 +51,7 @@ class Settings(BaseSettings):
         None, description="Master keys as 'id:base64key,...', primary first; else the key file."
     )
     history_days: int = Field(30, ge=1, description="Days of run history kept.")
+    log_level: str = Field("INFO", description="Level of the JSON log lines on stderr.")
     cache_ttl_ms: int = Field(
         5000,
         ge=0,

@@ -22,6 +22,7 @@ from callout.demo import run_demo
 from callout.engine.engine import Engine
 from callout.errors import CalloutError
 from callout.guard import StaticResolver, check, parse_resolve_overrides
+from callout.logs import configure_logging
 from callout.report import describe_run
 from callout.service.runtime import Runtime, initialise, key_file, open_runtime
 from callout.settings import Settings
@@ -235,5 +236,10 @@ def _run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point: scrubbed JSON logs on stderr, then the command."""
+    try:
+        level = Settings().log_level
+    except ValidationError:
+        level = "INFO"  # the command itself reports the bad setting
+    configure_logging(level=level)
     app(prog_name="callout")

@@ -8,6 +8,7 @@ every secret in play scrubbed out.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ __all__ = [
     "perform",
     "request_detail",
 ]
+
+_log = logging.getLogger("callout.engine")
 
 #: How much of a request or response body run history keeps, after scrubbing.
 PREVIEW_BYTES = 4096
@@ -47,16 +50,28 @@ class CallResult:
     def ok(self) -> bool:
         return self.outcome is Outcome.S2XX
 
-    def error_var(self, scrubber: Scrubber) -> dict[str, str] | None:
+    def error_var(self, scrubber: Scrubber, node_id: str = "") -> dict[str, str] | None:
         """The ``httpError``/``integrationError`` value: null, or outcome, code and a scrubbed
-        message."""
+        message (also logged, scrubbed, at INFO: a failed call is what operators look for)."""
         if self.error is None:
             return None
-        return {
+        error = {
             "outcome": str(self.outcome),
             "code": self.error.code,
             "message": scrubber.error_message(self.error.message),
         }
+        if _log.isEnabledFor(logging.INFO):
+            _log.info(
+                "call failed",
+                extra={
+                    "nodeId": node_id,
+                    "outcome": error["outcome"],
+                    "code": error["code"],
+                    "reason": error["message"],
+                    "attempts": self.attempts,
+                },
+            )
+        return error
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one a call

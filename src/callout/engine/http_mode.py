@@ -100,7 +100,7 @@ class HttpCall:
         ctx.set_var(self.response_var, result.body)
         ctx.set_var("httpStatus", result.status)
         ctx.set_var("httpOk", result.ok)
-        ctx.set_var("httpError", result.error_var(scrubber))
+        ctx.set_var("httpError", result.error_var(scrubber, self.spec.id))
         step = route_by_cases(
             self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
         )

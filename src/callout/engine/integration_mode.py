@@ -90,7 +90,7 @@ class IntegrationCall:
             result = await perform(ctx, request, timeout_ms=timeout, retry=retry)
         ctx.set_var("integrationStatus", result.status)
         ctx.set_var("integrationOk", result.ok)
-        ctx.set_var("integrationError", result.error_var(scrubber))
+        ctx.set_var("integrationError", result.error_var(scrubber, self.spec.id))
         mapping_error = self._map_outputs(ctx, operation, result)
         step = route_by_cases(
             self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}

@@ -10,6 +10,7 @@ Compiled specs are cached by content hash for good: published content never chan
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,7 +23,7 @@ from callout.engine.sources import (
 )
 from callout.errors import InvalidError
 from callout.integration import CompiledSpec, compile_spec
-from callout.scrub import Scrubber
+from callout.scrub import Scrubber, register_secrets
 from callout.store.connections import ConnectionStore
 from callout.store.specs import PublishedSpec, SpecStore
 
@@ -36,6 +37,12 @@ T = TypeVar("T")
 class _Cached(Generic[T]):
     value: T
     fresh_until: float
+    #: Keeps a connection's secrets registered for log scrubbing while it is cached.
+    registration: ExitStack | None = None
+
+    def release(self) -> None:
+        if self.registration is not None:
+            self.registration.close()
 
 
 class StoreIntegrationSource:
@@ -95,7 +102,11 @@ class StoreIntegrationSource:
                 cached.fresh_until = now + self._ttl
                 return cached.value
         loaded = await self._load(org_id, connection_id)
-        self._conn_cache[key] = _Cached(loaded, now + self._ttl)
+        registration = ExitStack()
+        registration.enter_context(register_secrets(loaded.secrets.values()))
+        if cached is not None:
+            cached.release()
+        self._conn_cache[key] = _Cached(loaded, now + self._ttl, registration)
         return loaded
 
     async def _load(self, org_id: str, connection_id: str) -> ResolvedConnection:
@@ -119,7 +130,7 @@ class StoreIntegrationSource:
     def forget_connection(self, connection_id: str) -> None:
         """Drop a connection from the cache (it changed, or was deleted, in this process)."""
         for key in [k for k in self._conn_cache if k[1] == connection_id]:
-            del self._conn_cache[key]
+            self._conn_cache.pop(key).release()
 
     def forget_spec(self, slug: str) -> None:
         """Drop a spec's versions from the cache (a status changed in this process)."""
