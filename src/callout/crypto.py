@@ -93,13 +93,13 @@ class CryptoError(CalloutError):
         self.key_id = key_id
 
 
-class MissingMasterKey(CryptoError):  # noqa: N818 -- name fixed by the public API
+class MissingMasterKey(CryptoError):
     """No master key is configured: the service refuses to start."""
 
     code = "missing_master_key"
 
 
-class DecryptionFailed(CryptoError):  # noqa: N818 -- name fixed by the public API
+class DecryptionFailed(CryptoError):
     """A sealed secret did not open: wrong key, wrong binding, tampered or malformed."""
 
     code = "decryption_failed"
@@ -137,7 +137,7 @@ class MasterKey:
         """A fresh random key; the default id sorts by creation: ``k20261129T020300Z-3f9a``."""
         if key_id is None:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            key_id = f"k{stamp}-{secrets.token_hex(6)}"  # 48 random bits: ids made in one second never collide in practice
+            key_id = f"k{stamp}-{secrets.token_hex(6)}"  # 48 random bits: no collisions
         return cls(key_id, os.urandom(KEY_SIZE))
 
 
