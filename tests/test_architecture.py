@@ -18,10 +18,10 @@ LAYERS: list[tuple[int, str]] = [
     (2, r"transport|_body|_http_errors|_redirects|integration|_integration_check|_schemas"),
     (3, r"engine(\..*)?"),
     (4, r"store(\..*)?"),
-    (5, r"service(\..*)?"),
+    (5, r"service(\..*)?|settings"),
     (
         6,
-        r"api(\..*)?|web(\..*)?|cli(\..*)?|settings|report|demo|testing|__main__|__init__|examples(\..*)?",
+        r"api(\..*)?|web(\..*)?|cli(\..*)?|report|demo|testing|__main__|__init__|examples(\..*)?",
     ),
 ]
 

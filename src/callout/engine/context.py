@@ -119,13 +119,24 @@ class NodeEvent:
     vars_changed: Mapping[str, Any]
     detail: Detail
     error: Mapping[str, Any] | None = None
+    #: Every secret the whole run used (set when the run ends): a later node may copy a secret
+    #: out of a response (a setVariable), so each event is scrubbed of all of them.
+    run_scrubber: Scrubber = NULL_SCRUBBER
+    _scrubbed: bool = False
 
     def details(self) -> Mapping[str, Any]:
         """The node's history detail (request, response, outcome...), scrubbed."""
-        if not isinstance(self.detail, Mapping):
-            trace, self.detail = self.detail, self.detail.as_dict()
+        detail = self.detail
+        if not isinstance(detail, Mapping):
+            trace, detail = detail, detail.as_dict()
             self.vars_changed = trace.scrub(self.vars_changed)
-        return self.detail
+        if not self._scrubbed and self.run_scrubber.secrets:
+            detail = self.run_scrubber.data(detail)
+            self.vars_changed = self.run_scrubber.data(self.vars_changed)
+            self.error = self.run_scrubber.data(self.error)
+            self._scrubbed = True
+        self.detail = detail
+        return detail
 
     def as_dict(self) -> dict[str, Any]:
         detail = self.details()  # first: it also scrubs vars_changed

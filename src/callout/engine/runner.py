@@ -93,6 +93,8 @@ async def run_compiled(flow: CompiledFlow, ctx: RunContext, *, max_steps: int) -
         _fail(result, exc)
     result.duration_ms = (time.perf_counter() - started) * 1000.0
     result.scrubber = ctx.run_scrubber()
+    for event in result.events:
+        event.run_scrubber = result.scrubber
     return result
 
 

@@ -175,7 +175,10 @@ class Run(Base):
     """One flow run (written by the history writer; purged by ``started_at``)."""
 
     __tablename__ = "runs"
-    __table_args__ = (Index(None, "org_id", "started_at"),)
+    __table_args__ = (
+        Index(None, "org_id", "started_at"),
+        Index(None, "org_id", "flow_id", "started_at"),
+    )
 
     id: Mapped[str] = mapped_column(String, primary_key=True)
     org_id: Mapped[str | None] = mapped_column(String)
@@ -187,6 +190,7 @@ class Run(Base):
     error: Mapped[Any] = mapped_column(_json, nullable=True)
     ended_by: Mapped[str] = mapped_column(String)
     event_count: Mapped[int] = mapped_column(Integer)
+    vars: Mapped[Any] = mapped_column(_json, nullable=True)  # the final vars, scrubbed
 
 
 class RunEvent(Base):

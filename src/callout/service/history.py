@@ -1,0 +1,278 @@
+"""The history recorder: runs go on a bounded queue; one task scrubs and writes them in batches.
+
+``record()`` costs a queue put on the call path. The writer task takes up to ``batch_size`` runs
+(or what arrived within ``flush_interval`` of the first), materialises and scrubs them
+(``RunRecord.from_result``) and writes them with ``HistoryStore.write_batch``. Nothing recorded
+is dropped while the process lives: a failed write is retried with backoff, keeping its batch,
+and when the queue is full ``record()`` waits for room (counted in
+``callout_history_queue_full_total``) instead of throwing the run away. ``close()`` writes
+everything queued before it stops. All methods must be called on the event loop that ran
+``start()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+
+from callout.engine.runner import RunResult
+from callout.store.errors import StoreError
+from callout.store.history import HistoryStore, RunRecord
+
+__all__ = ["HistoryRecorder", "retention_cutoff"]
+
+#: The first retry of a failed write waits this long; each next one twice as long, up to the cap.
+RETRY_BASE_S = 0.05
+RETRY_CAP_S = 5.0
+
+_log = structlog.get_logger("callout.history")
+
+
+def retention_cutoff(days: int, now: datetime | None = None) -> datetime:
+    """The instant before which runs are purged when history is kept ``days`` days."""
+    if days < 1:
+        raise ValueError(f"history is kept at least 1 day, not {days}")
+    now = now if now is not None else datetime.now(UTC)
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now - timedelta(days=days)
+
+
+@dataclass(frozen=True, slots=True)
+class _Metrics:
+    written: Counter
+    queue_full: Counter
+    write_errors: Counter
+    depth: Gauge
+
+
+# One set per registry: a second recorder (a test, a restart in-process) must not re-register.
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+
+
+def _metrics(registry: CollectorRegistry) -> _Metrics:
+    found = _METRICS.get(registry)
+    if found is None:
+        found = _Metrics(
+            Counter(
+                "callout_history_runs_written",
+                "Runs written to run history.",
+                registry=registry,
+            ),
+            Counter(
+                "callout_history_queue_full",
+                "Times a run waited because the history queue was full.",
+                registry=registry,
+            ),
+            Counter(
+                "callout_history_write_errors",
+                "Failed history batch writes (each is retried).",
+                registry=registry,
+            ),
+            Gauge(
+                "callout_history_queue_depth",
+                "Runs waiting to be written to history.",
+                registry=registry,
+            ),
+        )
+        _METRICS[registry] = found
+    return found
+
+
+@dataclass(slots=True)
+class _Entry:
+    result: RunResult
+    org_id: str | None
+
+
+class _Flush:
+    """A marker in the queue: resolved once every run queued before it is written."""
+
+    __slots__ = ("done", "stop")
+
+    def __init__(self, *, stop: bool = False) -> None:
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.stop = stop
+
+
+class HistoryRecorder:
+    """Records finished runs into a ``HistoryStore`` in the background, in batches."""
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 200,
+        flush_interval: float = 0.2,
+        registry: CollectorRegistry = REGISTRY,
+    ) -> None:
+        if queue_size < 1 or batch_size < 1 or flush_interval < 0:
+            raise ValueError("queue_size and batch_size must be positive, flush_interval >= 0")
+        self._store = store
+        self._queue_size = queue_size
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._metrics = _metrics(registry)
+        self._queue: asyncio.Queue[_Entry | _Flush] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Start the writer task (once)."""
+        if self._task is not None:
+            return
+        queue: asyncio.Queue[_Entry | _Flush] = asyncio.Queue(self._queue_size)
+        self._queue = queue
+        self._metrics.depth.set_function(queue.qsize)
+        self._task = asyncio.create_task(self._run(), name="callout-history-writer")
+
+    async def record(self, result: RunResult, org_id: str | None) -> None:
+        """Queue a finished run for history; waits only when the queue is full."""
+        queue = self._open_queue()
+        entry = _Entry(result, org_id)
+        try:
+            queue.put_nowait(entry)
+        except asyncio.QueueFull:
+            self._metrics.queue_full.inc()
+            await queue.put(entry)
+
+    async def flush(self) -> None:
+        """Return once every run recorded before this call is written."""
+        queue = self._open_queue()
+        assert self._task is not None  # noqa: S101  -- start() sets both
+        await self._marker(queue, self._task, _Flush())
+
+    async def close(self) -> None:
+        """Write everything queued, then stop the writer; later ``record()`` calls raise.
+
+        It waits as long as the writes take (a database that is down is retried). To bound the
+        wait, wrap it: ``async with asyncio.timeout(10): await recorder.close()``; the runs still
+        queued when it is cancelled are lost, and their number is logged.
+        """
+        if self._task is None or self._queue is None or self._closing:
+            return
+        self._closing = True
+        marker = _Flush(stop=True)
+        try:
+            await self._marker(self._queue, self._task, marker)
+        finally:
+            if not marker.done.done():
+                _log.error("history_close_interrupted", unwritten_runs=self._queue.qsize())
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._metrics.depth.set_function(lambda: 0)
+
+    def _open_queue(self) -> asyncio.Queue[_Entry | _Flush]:
+        if self._queue is None or self._closing:
+            raise StoreError(
+                "the history recorder is not running: call start() first, and record nothing "
+                "after close()",
+                code="recorder_not_running",
+            )
+        return self._queue
+
+    @staticmethod
+    async def _marker(
+        queue: asyncio.Queue[_Entry | _Flush], writer: asyncio.Task[None], marker: _Flush
+    ) -> None:
+        await queue.put(marker)
+        # If the writer died (a bug), say so rather than wait forever.
+        await asyncio.wait({marker.done, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not marker.done.done():
+            failure = None if writer.cancelled() else writer.exception()
+            raise StoreError("the history writer stopped", code="recorder_stopped") from failure
+
+    async def _run(self) -> None:
+        assert self._queue is not None  # noqa: S101  -- start() sets it first
+        queue, loop = self._queue, asyncio.get_running_loop()
+        while True:
+            batch: list[_Entry] = []
+            marker: _Flush | None = None
+            item = await queue.get()
+            deadline = loop.time() + self._flush_interval
+            while True:
+                if isinstance(item, _Flush):
+                    marker = item
+                    break
+                batch.append(item)
+                if len(batch) >= self._batch_size:
+                    break
+                got = await _next(queue, deadline - loop.time())
+                if got is None:
+                    break
+                item = got
+            if batch:
+                await self._write(batch)
+            if marker is not None:
+                if not marker.done.done():
+                    marker.done.set_result(None)
+                if marker.stop:
+                    return
+
+    async def _write(self, batch: list[_Entry]) -> None:
+        records = []
+        for entry in batch:
+            records.append(_to_record(entry))
+            await asyncio.sleep(0)  # scrubbing is CPU work: let the call path run in between
+        attempt = 0
+        while True:
+            try:
+                await self._store.write_batch(records)
+            except Exception as exc:  # noqa: BLE001  -- any failure is retried; never dropped
+                attempt += 1
+                self._metrics.write_errors.inc()
+                # The class names only: a driver's message can quote the statement's parameters.
+                cause = type(getattr(exc, "orig", None) or exc.__cause__ or exc).__name__
+                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(attempt - 1, 20))
+                _log.warning(
+                    "history_write_failed",
+                    error=type(exc).__name__,
+                    cause=cause,
+                    runs=len(records),
+                    attempt=attempt,
+                    retry_in_s=delay,
+                )
+                await asyncio.sleep(delay)
+            else:
+                self._metrics.written.inc(len(records))
+                return
+
+
+async def _next(queue: asyncio.Queue[Any], wait: float) -> Any | None:
+    """The next queued item, waiting at most ``wait`` seconds; None when none came."""
+    with contextlib.suppress(asyncio.QueueEmpty):
+        return queue.get_nowait()
+    if wait <= 0:
+        return None
+    try:
+        async with asyncio.timeout(wait):
+            return await queue.get()
+    except TimeoutError:
+        return None  # a cancelled get() leaves its item queued: nothing is lost
+
+
+def _to_record(entry: _Entry) -> RunRecord:
+    try:
+        return RunRecord.from_result(entry.result, entry.org_id)
+    except Exception as exc:  # noqa: BLE001  -- keep the run, without what could not be scrubbed
+        _log.error("history_materialise_failed", error=type(exc).__name__, run=entry.result.run_id)
+        return RunRecord(
+            run_id=entry.result.run_id,
+            org_id=entry.org_id,
+            flow_id=entry.result.flow_id,
+            status=entry.result.status,
+            started_at=datetime.fromtimestamp(entry.result.started_at, UTC),
+            duration_ms=round(entry.result.duration_ms),
+            path=list(entry.result.path),
+            error={"code": "history_unavailable", "message": "the run's details were not kept"},
+            ended_by=entry.result.ended_by,
+        )

@@ -1,0 +1,283 @@
+"""Run history: runs and their node events, written in batches, read per org, purged by age.
+
+Everything stored here is already scrubbed: ``RunRecord.from_result`` materialises a run's vars,
+error and events through the run's scrubbers (SPEC §7) before a record exists, so this module
+never sees a secret. Writes are idempotent (a run id already stored is skipped), so a batch that
+is retried after an ambiguous failure (the commit went through, its acknowledgement did not)
+neither fails nor duplicates.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from callout.store.db import Database
+from callout.store.models import Run, RunEvent
+
+if TYPE_CHECKING:
+    from sqlalchemy.sql.elements import ColumnElement
+
+    from callout.engine.runner import RunResult
+
+__all__ = ["MAX_LIST_LIMIT", "PURGE_CHUNK", "HistoryStore", "RunRecord", "RunSummary"]
+
+#: The most runs one ``list()`` returns.
+MAX_LIST_LIMIT = 1000
+#: Runs deleted per purge transaction: short transactions, so writers never wait long.
+PURGE_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run as history keeps it: scrubbed vars, error and events (``NodeEvent.as_dict()``)."""
+
+    run_id: str
+    org_id: str | None
+    flow_id: str
+    status: str
+    started_at: datetime  # aware UTC
+    duration_ms: int
+    path: list[str]
+    error: dict[str, Any] | None
+    ended_by: str
+    vars: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_result(cls, result: RunResult, org_id: str | None) -> RunRecord:
+        """Materialise and scrub a finished run (the costly part; keep it off the call path)."""
+        run = result.as_dict()  # vars and error through the run's scrubber
+        events = [event.as_dict() for event in result.events]  # each call's own scrubber
+        if result.scrubber.secrets:
+            # A later node may copy a secret out of a response (setVariable from vars.crm...):
+            # its event was scrubbed by nobody who knew the secret, so pass the run's over all.
+            events = result.scrubber.data(events)
+        vars_, error, events = _json_safe((run["vars"], run["error"], events))
+        return cls(
+            run_id=result.run_id,
+            org_id=org_id,
+            flow_id=result.flow_id,
+            status=result.status,
+            started_at=datetime.fromtimestamp(result.started_at, UTC),
+            duration_ms=round(result.duration_ms),
+            path=list(result.path),
+            error=error,
+            ended_by=result.ended_by,
+            vars=vars_,
+            events=events,
+        )
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of a run listing (no vars, no events)."""
+
+    run_id: str
+    org_id: str | None
+    flow_id: str
+    status: str
+    started_at: datetime
+    duration_ms: int
+    ended_by: str
+    event_count: int
+
+    @property
+    def cursor(self) -> tuple[datetime, str]:
+        """Pass as ``list(before=...)`` for the page that follows this row."""
+        return (self.started_at, self.run_id)
+
+
+class HistoryStore:
+    """Writes batches of runs, reads them back scoped by org, and purges them by age."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._insert = postgresql.insert if db.dialect == "postgresql" else sqlite.insert
+
+    async def write_batch(self, runs: Sequence[RunRecord]) -> None:
+        """Store ``runs`` and their events in one transaction; runs already stored are skipped."""
+        if not runs:
+            return
+        run_rows = [_run_row(r) for r in runs]
+        event_rows = [_event_row(r.run_id, seq, e) for r in runs for seq, e in enumerate(r.events)]
+        async with self._db.transaction() as session:
+            await session.execute(self._insert(Run).on_conflict_do_nothing(), run_rows)
+            if event_rows:
+                await session.execute(self._insert(RunEvent).on_conflict_do_nothing(), event_rows)
+
+    async def get(self, org_id: str | None, run_id: str) -> RunRecord | None:
+        """The run with its events, or None if it is not stored or belongs to another org."""
+        async with self._db.session() as session:
+            run = (
+                await session.execute(select(Run).where(Run.id == run_id, _org(org_id)))
+            ).scalar_one_or_none()
+            if run is None:
+                return None
+            data = (
+                await session.execute(
+                    select(RunEvent.data).where(RunEvent.run_id == run_id).order_by(RunEvent.seq)
+                )
+            ).scalars()
+            events = builtins.list(data)
+        return RunRecord(
+            run_id=run.id,
+            org_id=run.org_id,
+            flow_id=run.flow_id,
+            status=run.status,
+            started_at=run.started_at,
+            duration_ms=run.duration_ms,
+            path=run.path,
+            error=run.error,
+            ended_by=run.ended_by,
+            vars=run.vars if run.vars is not None else {},
+            events=events,
+        )
+
+    async def list(
+        self,
+        org_id: str | None,
+        *,
+        flow_id: str | None = None,
+        limit: int = 50,
+        before: datetime | tuple[datetime, str] | None = None,
+    ) -> builtins.list[RunSummary]:
+        """The org's runs, newest first (at most ``limit``, up to ``MAX_LIST_LIMIT``).
+
+        ``before`` is a time (runs started earlier) or a ``RunSummary.cursor`` (the runs after
+        that one in this order, with no gap or repeat when several started in the same instant).
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        query = select(
+            Run.id,
+            Run.org_id,
+            Run.flow_id,
+            Run.status,
+            Run.started_at,
+            Run.duration_ms,
+            Run.ended_by,
+            Run.event_count,
+        ).where(_org(org_id))
+        if flow_id is not None:
+            query = query.where(Run.flow_id == flow_id)
+        if isinstance(before, datetime):
+            query = query.where(Run.started_at < before)
+        elif before is not None:
+            at, run_id = before
+            query = query.where(
+                or_(Run.started_at < at, and_(Run.started_at == at, Run.id < run_id))
+            )
+        query = query.order_by(Run.started_at.desc(), Run.id.desc()).limit(
+            min(limit, MAX_LIST_LIMIT)
+        )
+        async with self._db.session() as session:
+            rows = (await session.execute(query)).all()
+        return [RunSummary(*row) for row in rows]
+
+    async def purge(self, older_than: datetime) -> int:
+        """Delete the runs (every org's) started before ``older_than``, with their events.
+
+        Works in transactions of ``PURGE_CHUNK`` runs, so the recorder's writes (and, on SQLite,
+        every other writer) wait at most one chunk. Returns how many runs were deleted.
+        """
+        deleted = 0
+        while True:
+            async with self._db.transaction() as session:
+                ids = (
+                    await session.execute(
+                        select(Run.id).where(Run.started_at < older_than).limit(PURGE_CHUNK)
+                    )
+                ).scalars()
+                chunk = builtins.list(ids)
+                if chunk:
+                    await session.execute(delete(RunEvent).where(RunEvent.run_id.in_(chunk)))
+                    await session.execute(delete(Run).where(Run.id.in_(chunk)))
+            deleted += len(chunk)
+            if len(chunk) < PURGE_CHUNK:
+                return deleted
+
+    async def count(self, org_id: str | None = None) -> int:
+        """How many runs the org has (None: the runs recorded without an org)."""
+        async with self._db.session() as session:
+            query = select(func.count()).select_from(Run).where(_org(org_id))
+            return int((await session.execute(query)).scalar_one())
+
+
+def _org(org_id: str | None) -> ColumnElement[bool]:
+    return Run.org_id.is_(None) if org_id is None else Run.org_id == org_id
+
+
+def _run_row(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.run_id,
+        "org_id": run.org_id,
+        "flow_id": run.flow_id,
+        "status": run.status,
+        "started_at": run.started_at,
+        "duration_ms": run.duration_ms,
+        "path": run.path,
+        "error": run.error,
+        "ended_by": run.ended_by,
+        "event_count": len(run.events),
+        "vars": run.vars,
+    }
+
+
+def _event_row(run_id: str, seq: int, event: dict[str, Any]) -> dict[str, Any]:
+    started = event.get("startedAt")
+    return {
+        "run_id": run_id,
+        "seq": seq,
+        "node_id": str(event.get("nodeId", "")),
+        "node_type": str(event.get("nodeType", "")),
+        "started_at": (
+            datetime.fromtimestamp(started, UTC)
+            if isinstance(started, int | float)
+            else datetime.now(UTC)
+        ),
+        "duration_ms": round(event.get("durationMs") or 0),
+        "data": event,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` as strict JSON accepts it, so a stored batch never fails on one odd value.
+
+    A batch that failed on its data would be retried forever; PostgreSQL refuses NaN and
+    Infinity, and the JSON encoder refuses objects it does not know. Those become text (a
+    type's name, never its ``str()``, which could hold an unscrubbed value).
+    """
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return _coerce(value)
+    return value
+
+
+def _coerce(value: Any) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {_key(k): _coerce(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_coerce(v) for v in value]
+    return f"<{type(value).__name__}>"
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return f"<{type(key).__name__}>"
