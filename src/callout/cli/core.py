@@ -105,7 +105,7 @@ def run(
             except CalloutError as exc:
                 where = f" (at {exc.field})" if exc.field else ""
                 raise _fail(f"{flow}: {exc.message}{where}") from None
-            result = await rt.engine.run_flow(
+            result = await rt.run_and_record(
                 compiled,
                 event=event_scope,
                 vars=vars_scope,

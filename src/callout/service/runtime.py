@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp.abc import AbstractResolver
 
 from callout.crypto import KeyRing, create_key_file, load_key_ring
 from callout.engine.engine import Engine
+from callout.engine.runner import CompiledFlow, RunResult
+from callout.service.history import HistoryRecorder
 from callout.service.integrations import StoreIntegrationSource
 from callout.settings import Settings
 from callout.store.audit import AuditLog
 from callout.store.connections import ConnectionStore
 from callout.store.db import Database, default_database_url, open_database
+from callout.store.history import HistoryStore
 from callout.store.specs import SpecStore
 
 __all__ = [
@@ -88,13 +92,25 @@ class Runtime:
     audit: AuditLog
     source: StoreIntegrationSource
     engine: Engine
+    history: HistoryStore
+    recorder: HistoryRecorder
 
     @property
     def key_file(self) -> Path | None:
         """The key file, or None when keys come from ``CALLOUT_MASTER_KEYS``."""
         return None if _env_keys(self.settings) else key_file(self.settings)
 
+    async def run_and_record(
+        self, flow: CompiledFlow, *, org_id: str | None = None, **scopes: Any
+    ) -> RunResult:
+        """Run a flow and hand its history to the recorder (written off the call path)."""
+        result = await self.engine.run_flow(flow, org_id=org_id, **scopes)
+        await self.recorder.record(result, org_id)
+        return result
+
     async def aclose(self) -> None:
+        """Flush history (an orderly shutdown loses none), then close the engine and database."""
+        await self.recorder.close()
         await self.engine.aclose()
         await self.db.dispose()
 
@@ -104,15 +120,30 @@ async def open_runtime(settings: Settings, *, resolver: AbstractResolver | None 
     build an engine whose integration mode reads specs and connections from the store."""
     ring = load_key_ring(_env_keys(settings), key_file(settings))
     db = await open_database(database_url(settings))
-    return build_runtime(settings, db, ring, resolver=resolver)
+    rt = build_runtime(settings, db, ring, resolver=resolver)
+    await rt.recorder.start()
+    return rt
 
 
 def build_runtime(
     settings: Settings, db: Database, ring: KeyRing, *, resolver: AbstractResolver | None = None
 ) -> Runtime:
-    """A runtime over an open, migrated database (tests pass theirs)."""
+    """A runtime over an open, migrated database (tests pass theirs); its history recorder is
+    not started yet (``await rt.recorder.start()``)."""
     specs = SpecStore(db)
     connections = ConnectionStore(db, ring)
     source = StoreIntegrationSource(specs, connections, ttl_s=settings.cache_ttl_ms / 1000)
     engine = Engine(settings.engine_config(), resolver=resolver, integrations=source)
-    return Runtime(settings, db, ring, specs, connections, AuditLog(db), source, engine)
+    history = HistoryStore(db)
+    return Runtime(
+        settings,
+        db,
+        ring,
+        specs,
+        connections,
+        AuditLog(db),
+        source,
+        engine,
+        history,
+        HistoryRecorder(history),
+    )
