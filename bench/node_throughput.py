@@ -18,16 +18,23 @@ import asyncio
 import json
 import multiprocessing as mp
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from callout.engine.engine import Engine
+from callout.engine.runner import CompiledFlow
 from callout.engine.services import EngineConfig
 from callout.guard import EgressPolicy
+from callout.service.connections import create_connection
+from callout.service.runtime import Runtime, initialise, open_runtime
+from callout.service.specs import publish_spec
+from callout.settings import Settings
 
 CONTACT = {"id": "c-1001", "name": "Ada Lovelace", "tier": "gold", "tags": ["vip", "emea"]}
 
@@ -62,8 +69,14 @@ def _use_uvloop() -> str:
     return "uvloop"
 
 
-async def _drive(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]) -> float:
-    """Run ``one(i)`` for i in range(n) with ``concurrency`` workers; return requests/second."""
+async def _drive(
+    n: int,
+    concurrency: int,
+    one: Callable[[int], Awaitable[None]],
+    finish: Callable[[], Awaitable[None]] | None = None,
+) -> float:
+    """Run ``one(i)`` for i in range(n) with ``concurrency`` workers, then ``finish()`` (inside
+    the timing: history must be written, not just queued); return requests/second."""
     counter = iter(range(n))
 
     async def worker() -> None:
@@ -72,6 +85,8 @@ async def _drive(n: int, concurrency: int, one: Callable[[int], Awaitable[None]]
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+    if finish is not None:
+        await finish()
     return n / (time.perf_counter() - started)
 
 
@@ -128,19 +143,127 @@ async def _callout(port: int, n: int, concurrency: int) -> float:
         return await _drive(n, concurrency, one)
 
 
+SPEC = {
+    "slug": "bench-crm",
+    "name": "Bench CRM",
+    "connection": {
+        "config": {
+            "type": "object",
+            "required": ["baseUrl"],
+            "properties": {"baseUrl": {"type": "string"}},
+        },
+        "secrets": {"apiKey": {"description": "API key"}},
+        "auth": {"type": "bearer", "token": "{{secret.apiKey}}"},
+        "allowedOrigins": ["{{conn.baseUrl}}"],
+    },
+    "operations": {
+        "lookup": {
+            "method": "POST",
+            "url": "{{conn.baseUrl}}/v1/contacts/{{input.i}}",
+            "query": {"from": "{{input.from}}"},
+            "body": {"caller": "{{input.from}}", "attempt": "{{input.i}}"},
+            "inputSchema": {
+                "type": "object",
+                "required": ["from", "i"],
+                "properties": {"from": {"type": "string"}, "i": {"type": "integer"}},
+            },
+            "defaultOutputMappings": {"crmId": "id", "crmName": "name"},
+        }
+    },
+}
+
+
+async def _store_runtime(port: int, data_dir: Path) -> tuple[Runtime, CompiledFlow]:
+    """A runtime on SQLite with the spec published and a connection made (cached after the
+    first call, as on a live service)."""
+    settings = Settings(data_dir=data_dir, egress_allow="127.0.0.1/32")
+    await initialise(settings)
+    rt = await open_runtime(settings)
+    await publish_spec(rt, json.dumps(SPEC), owner_org=None, actor="bench")
+    connection = await create_connection(
+        rt,
+        org_id="bench",
+        integration="bench-crm",
+        name=f"crm-{data_dir.name}",
+        config={"baseUrl": f"http://127.0.0.1:{port}"},
+        secrets={"apiKey": "sk-bench-123456"},
+        actor="bench",
+    )
+    flow = rt.engine.load_flow(
+        {
+            "id": "bench-integration",
+            "nodes": [
+                {"id": "start", "type": "onFlowStart", "on": {"__next": "lookup"}},
+                {
+                    "id": "lookup",
+                    "type": "apiCall",
+                    "config": {
+                        "mode": "integration",
+                        "integrationSlug": "bench-crm",
+                        "integrationVersion": 1,
+                        "operationKey": "lookup",
+                        "connectionId": connection.id,
+                        "inputs": {"from": "{{event.from}}", "i": "{{vars.i}}"},
+                        "cases": [{"path": "outcome", "op": "eq", "value": "2xx", "nodeId": "end"}],
+                    },
+                },
+            ],
+        }
+    )
+    return rt, flow
+
+
+async def _integration(
+    port: int, n: int, concurrency: int, data_dir: Path, *, history: bool
+) -> float:
+    rt, flow = await _store_runtime(port, data_dir)
+    try:
+
+        async def one(i: int) -> None:
+            scopes: dict[str, Any] = {"event": {"from": f"+1555{i}"}, "vars": {"i": i}}
+            if history:
+                result = await rt.run_and_record(flow, org_id="bench", **scopes)
+            else:
+                result = await rt.engine.run_flow(flow, org_id="bench", **scopes)
+            assert result.vars["crmId"] == "c-1001", result.vars.get("integrationError")
+
+        await one(0)
+        await rt.recorder.flush()
+        return await _drive(n, concurrency, one, rt.recorder.flush if history else None)
+    finally:
+        await rt.aclose()
+
+
 async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str, float]:
-    raw, ours = [], []
-    for r in range(rounds):
-        raw.append(await _raw(port, n, concurrency))
-        ours.append(await _callout(port, n, concurrency))
-        print(
-            f"round {r + 1}: raw aiohttp {raw[-1]:,.0f} req/s, callout flow {ours[-1]:,.0f} runs/s"
-        )
-    baseline, callout = statistics.median(raw), statistics.median(ours)
+    raw, http, integration, history = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            raw.append(await _raw(port, n, concurrency))
+            http.append(await _callout(port, n, concurrency))
+            integration.append(
+                await _integration(port, n, concurrency, Path(tmp) / f"i{r}", history=False)
+            )
+            history.append(
+                await _integration(port, n, concurrency, Path(tmp) / f"h{r}", history=True)
+            )
+            print(
+                f"round {r + 1}: raw aiohttp {raw[-1]:,.0f} req/s | http node {http[-1]:,.0f} | "
+                f"integration node {integration[-1]:,.0f} | integration + history "
+                f"{history[-1]:,.0f} runs/s"
+            )
+    baseline = statistics.median(raw)
+
+    def ratio(values: list[float]) -> float:
+        return round(statistics.median(values) / baseline, 3)
+
     return {
         "baseline_rps": round(baseline, 1),
-        "callout_rps": round(callout, 1),
-        "ratio": round(callout / baseline, 3),
+        "callout_rps": round(statistics.median(http), 1),
+        "ratio": ratio(http),
+        "integration_rps": round(statistics.median(integration), 1),
+        "integration_ratio": ratio(integration),
+        "history_rps": round(statistics.median(history), 1),
+        "history_ratio": ratio(history),
     }
 
 
@@ -167,8 +290,9 @@ def main() -> None:
         server.terminate()
         server.join()
     print(
-        f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s, "
-        f"callout {figures['callout_rps']:,.0f} runs/s, ratio {figures['ratio']:.3f}"
+        f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "
+        f"{figures['ratio']:.3f}; integration node ratio {figures['integration_ratio']:.3f}; "
+        f"integration + history ratio {figures['history_ratio']:.3f}"
     )
     print(json.dumps(figures))
 

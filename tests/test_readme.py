@@ -17,20 +17,20 @@ def blocks(lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
 
 
-def commands() -> list[str]:
-    """Every shell command in the README after the first block (the two make commands)."""
+def commands(block: str) -> list[str]:
+    """The shell commands of one README block (continuations joined, comments dropped)."""
     found = []
-    for block in blocks("sh")[1:]:
-        for line in block.replace("\\\n", " ").splitlines():
-            command = re.sub(r"\s+#.*$", "", line).strip()
-            if command:
-                found.append(command)
+    for line in block.replace("\\\n", " ").splitlines():
+        command = re.sub(r"\s+#.*$", "", line).strip()
+        if command:
+            found.append(command)
     return found
 
 
-def run_shell(command: str) -> subprocess.CompletedProcess[str]:
+def run_shell(command: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("CALLOUT_EGRESS_ALLOW", None)
+    env["CALLOUT_DATA_DIR"] = str(data_dir)
     # The README says `.venv/bin/callout`; run the callout of the interpreter under test.
     command = command.replace(".venv/bin/callout", f"{sys.executable} -m callout")
     return subprocess.run(  # noqa: S602  the README's own commands, run as a reader would
@@ -54,12 +54,12 @@ def test_python_example_runs() -> None:
     assert out.stdout.strip() == "completed ['start', 'greet'] Hi Ada"
 
 
-def test_shell_examples_run_and_say_what_the_readme_says() -> None:
+def test_shell_examples_run_and_say_what_the_readme_says(tmp_path: Path) -> None:
     """`callout run` is refused by the port rule and falls back; the guard blocks metadata and
     allows the public address."""
-    cmds = commands()
+    cmds = commands(blocks("sh")[1]) + commands(blocks("sh")[2])
     assert len(cmds) == 3
-    run, metadata, public = (run_shell(c) for c in cmds)
+    run, metadata, public = (run_shell(c, tmp_path) for c in cmds)
     result = json.loads(run.stdout)
     assert result["status"] == "completed"
     assert result["vars"]["httpError"]["outcome"] == "blocked"
@@ -69,3 +69,15 @@ def test_shell_examples_run_and_say_what_the_readme_says() -> None:
     assert metadata.stdout.startswith("blocked")
     assert public.returncode == 0
     assert json.loads(public.stdout)["allowed"] is True
+
+
+def test_store_and_history_examples_run_in_order(tmp_path: Path) -> None:
+    """The saved-integration and history blocks run as written, each command succeeding."""
+    for block in blocks("sh")[3:]:
+        for command in commands(block):
+            done = run_shell(command, tmp_path)
+            assert done.returncode == 0, f"{command}: {done.stderr}"
+    listed = run_shell(".venv/bin/callout conn list --org acme --json", tmp_path)
+    (connection,) = json.loads(listed.stdout)
+    assert connection["integration"] == "slack"
+    assert set(connection["secrets"]) == {"botToken"}
