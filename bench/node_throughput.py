@@ -119,24 +119,30 @@ NODE = {
 }
 
 
-async def _callout(port: int, n: int, concurrency: int) -> float:
+async def _callout(port: int, n: int, concurrency: int, *, whole_flow: bool) -> float:
+    """The engine running the apiCall node: prepared once and run per call (how a host's flow
+    engine embeds it), or inside a flow (onFlowStart -> the node) run by Callout's runner."""
     config = EngineConfig(egress=EgressPolicy.from_entries(["127.0.0.1/32"]))
     async with Engine(config) as engine:
         flow = engine.load_flow(
             {
                 "id": "bench",
-                "nodes": [
-                    {"id": "start", "type": "onFlowStart", "on": {"__next": "lookup"}},
-                    NODE,
-                ],
+                "nodes": [{"id": "start", "type": "onFlowStart", "on": {"__next": "lookup"}}, NODE],
             }
         )
+        node = engine.prepare_node(NODE)
         base = {"base": f"http://127.0.0.1:{port}"}
 
         async def one(i: int) -> None:
-            result = await engine.run_flow(
-                flow, event={"from": f"+1555{i}"}, vars={"i": i}, config=base
-            )
+            scopes: dict[str, Any] = {
+                "event": {"from": f"+1555{i}"},
+                "vars": {"i": i},
+                "config": base,
+            }
+            if whole_flow:
+                result: Any = await engine.run_flow(flow, **scopes)
+            else:
+                result = await engine.run_node(node, **scopes)
             assert result.vars["crm"]["id"] == "c-1001", result.vars.get("httpError")
 
         await one(0)
@@ -235,11 +241,12 @@ async def _integration(
 
 
 async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str, float]:
-    raw, http, integration, history = [], [], [], []
+    raw, http, flow, integration, history = [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(rounds):
             raw.append(await _raw(port, n, concurrency))
-            http.append(await _callout(port, n, concurrency))
+            http.append(await _callout(port, n, concurrency, whole_flow=False))
+            flow.append(await _callout(port, n, concurrency, whole_flow=True))
             integration.append(
                 await _integration(port, n, concurrency, Path(tmp) / f"i{r}", history=False)
             )
@@ -248,6 +255,7 @@ async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str
             )
             print(
                 f"round {r + 1}: raw aiohttp {raw[-1]:,.0f} req/s | http node {http[-1]:,.0f} | "
+                f"http flow {flow[-1]:,.0f} | "
                 f"integration node {integration[-1]:,.0f} | integration + history "
                 f"{history[-1]:,.0f} runs/s"
             )
@@ -260,6 +268,8 @@ async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str
         "baseline_rps": round(baseline, 1),
         "callout_rps": round(statistics.median(http), 1),
         "ratio": ratio(http),
+        "flow_rps": round(statistics.median(flow), 1),
+        "flow_ratio": ratio(flow),
         "integration_rps": round(statistics.median(integration), 1),
         "integration_ratio": ratio(integration),
         "history_rps": round(statistics.median(history), 1),
@@ -291,7 +301,8 @@ def main() -> None:
         server.join()
     print(
         f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "
-        f"{figures['ratio']:.3f}; integration node ratio {figures['integration_ratio']:.3f}; "
+        f"{figures['ratio']:.3f}; http flow ratio {figures['flow_ratio']:.3f}; "
+        f"integration node ratio {figures['integration_ratio']:.3f}; "
         f"integration + history ratio {figures['history_ratio']:.3f}"
     )
     print(json.dumps(figures))

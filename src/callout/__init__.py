@@ -7,7 +7,7 @@ The public surface for embedding in a flow worker::
 """
 
 from callout.engine.context import NodeEvent, RunContext, Step
-from callout.engine.engine import Engine, NodeRunResult
+from callout.engine.engine import Engine, NodeRunResult, PreparedNode
 from callout.engine.registry import NodeRegistry, NodeType, SimpleNodeType
 from callout.engine.runner import CompiledFlow, RunResult
 from callout.engine.services import EngineConfig, RunLimits
@@ -44,6 +44,7 @@ __all__ = [
     "NodeSpec",
     "NodeType",
     "Outcome",
+    "PreparedNode",
     "RetryPolicy",
     "RunContext",
     "RunLimits",

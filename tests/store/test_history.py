@@ -176,8 +176,10 @@ async def test_purge_deletes_exactly_the_older_runs_and_their_events(
     assert await store.purge(NOW - timedelta(days=7)) == 0
 
 
-def test_from_result_scrubs_and_makes_values_storable() -> None:
-    """from_result keeps the run's fields and turns NaN and unknown objects into text."""
+async def test_from_result_keeps_fields_and_odd_values_are_stored_as_text(
+    database: Database,
+) -> None:
+    """from_result keeps the run's fields; NaN and unknown objects are stored as text."""
     odd: dict[Any, Any] = {"nan": math.nan, "obj": object(), "ok": [1, "a"], 3: "int key"}
     result = RunResult(
         run_id="run_1",
@@ -190,7 +192,10 @@ def test_from_result_scrubs_and_makes_values_storable() -> None:
         started_at=NOW.timestamp(),
     )
     record = RunRecord.from_result(result, "org-a")
-    assert record.vars == {"nan": "nan", "obj": "<object>", "ok": [1, "a"], "3": "int key"}
+    await HistoryStore(database).write_batch([record])
+    stored = await HistoryStore(database).get("org-a", "run_1")
+    assert stored is not None
+    assert stored.vars == {"nan": "nan", "obj": "<object>", "ok": [1, "a"], "3": "int key"}
     assert (record.started_at, record.duration_ms, record.org_id) == (NOW, 2, "org-a")
     assert record.events == []
 

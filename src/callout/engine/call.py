@@ -189,14 +189,19 @@ class CallTrace:
         self._body = body
         self._extra = extra
 
-    def scrub(self, value: Any) -> Any:
-        """``value`` (e.g. the vars this node changed) with this call's secrets removed."""
-        return self._scrubber.data(value)
+    def scrub(self, value: Any, scrubber: Scrubber | None = None) -> Any:
+        """``value`` (e.g. the vars this node changed) with this call's secrets removed (or
+        those of ``scrubber``, which must hold them: the run's holds every call's)."""
+        return (scrubber or self._scrubber).data(value)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]:
         """The history detail: request, response, attempts, outcome and error code, scrubbed."""
         return request_detail(
-            self._request, self._result, self._scrubber, body=self._body, extra=self._extra
+            self._request,
+            self._result,
+            scrubber or self._scrubber,
+            body=self._body,
+            extra=self._extra,
         )
 
     def __repr__(self) -> str:

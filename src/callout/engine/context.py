@@ -63,13 +63,18 @@ class RunContext:
 
     def note_secrets(self, scrubber: Scrubber) -> None:
         """Remember a call's secrets, so the run's printed vars and errors never show them."""
-        if scrubber.secrets:
+        if scrubber.secrets and all(s is not scrubber for s in self.scrubbers):
             self.scrubbers.append(scrubber)
 
     def run_scrubber(self) -> Scrubber:
-        """One scrubber for every secret used in this run."""
+        """One scrubber for every secret used in this run (a call's own when it was the only
+        one: building a scrubber costs more than the rest of a run)."""
+        if not self.scrubbers:
+            return NULL_SCRUBBER
+        if len(self.scrubbers) == 1:
+            return self.scrubbers[0]
         secrets = [s for scrubber in self.scrubbers for s in scrubber.secrets]
-        return Scrubber(dict.fromkeys(secrets)) if secrets else NULL_SCRUBBER
+        return Scrubber(dict.fromkeys(secrets))
 
     def take_changes(self) -> dict[str, Any]:
         """The vars changed since the last call (one node's changes)."""
@@ -82,11 +87,12 @@ class RunContext:
 
 
 class Trace(Protocol):
-    """A node's history detail that is built (and scrubbed) only when it is read."""
+    """A node's history detail that is built (and scrubbed) only when it is read; ``scrubber``
+    replaces the trace's own (with the run's, which holds every secret the run used)."""
 
-    def as_dict(self) -> dict[str, Any]: ...
+    def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]: ...
 
-    def scrub(self, value: Any) -> Any: ...
+    def scrub(self, value: Any, scrubber: Scrubber | None = None) -> Any: ...
 
 
 Detail = Mapping[str, Any] | Trace
@@ -127,14 +133,18 @@ class NodeEvent:
     def details(self) -> Mapping[str, Any]:
         """The node's history detail (request, response, outcome...), scrubbed."""
         detail = self.detail
-        if not isinstance(detail, Mapping):
-            trace, detail = detail, detail.as_dict()
-            self.vars_changed = trace.scrub(self.vars_changed)
-        if not self._scrubbed and self.run_scrubber.secrets:
-            detail = self.run_scrubber.data(detail)
-            self.vars_changed = self.run_scrubber.data(self.vars_changed)
-            self.error = self.run_scrubber.data(self.error)
-            self._scrubbed = True
+        if self._scrubbed and isinstance(detail, Mapping):
+            return detail
+        run = self.run_scrubber if self.run_scrubber.secrets else None
+        if not isinstance(detail, Mapping):  # one pass, with the run's secrets when it has any
+            trace, detail = detail, detail.as_dict(run)
+            self.vars_changed = trace.scrub(self.vars_changed, run)
+        elif run is not None:
+            detail = run.data(detail)
+            self.vars_changed = run.data(self.vars_changed)
+        if run is not None:
+            self.error = run.data(self.error)
+        self._scrubbed = run is not None
         self.detail = detail
         return detail
 

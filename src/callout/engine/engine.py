@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from aiohttp.abc import AbstractResolver
@@ -32,9 +32,18 @@ from callout.spec.flow import FlowSpec, NodeSpec, parse_node
 from callout.spec.legacy import LEGACY_TYPES
 from callout.transport import Transport
 
-__all__ = ["Engine", "NodeRunResult"]
+__all__ = ["Engine", "NodeRunResult", "PreparedNode"]
 
 Scope = Mapping[str, Any] | None
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedNode:
+    """One node compiled by ``Engine.prepare_node``, ready for ``run_node``."""
+
+    flow: CompiledFlow
+    node_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +109,21 @@ class Engine:
         ctx = self._context(event, vars, contact, config, agent, callee, org_id)
         return await run_compiled(compiled, ctx, max_steps=self.config.run.max_steps)
 
+    def prepare_node(self, node: Mapping[str, Any] | NodeSpec) -> PreparedNode:
+        """Validate and compile one node once, to run it many times with ``run_node``: for a host
+        platform whose own flow engine hands its apiCall steps to Callout."""
+        spec = node if isinstance(node, NodeSpec) else _single_node(node)
+        return PreparedNode(
+            compile_flow(
+                FlowSpec(id="", name="", nodes=(spec,), start=spec, by_id={spec.id: spec}),
+                self.registry,
+            ),
+            spec.id,
+        )
+
     async def run_node(
         self,
-        node: Mapping[str, Any] | NodeSpec,
+        node: Mapping[str, Any] | NodeSpec | PreparedNode,
         *,
         event: Scope = None,
         vars: Scope = None,
@@ -112,18 +133,15 @@ class Engine:
         callee: Scope = None,
         org_id: str | None = None,
     ) -> NodeRunResult:
-        """Run one node against a sample scope, as the node editor's Test button does."""
-        spec = node if isinstance(node, NodeSpec) else _single_node(node)
-        flow = compile_flow(
-            FlowSpec(id="", name="", nodes=(spec,), start=spec, by_id={spec.id: spec}),
-            self.registry,
-        )
+        """Run one node against a scope (the node editor's Test button, or a host platform's
+        flow engine); where it routes is returned, never followed."""
+        prepared = node if isinstance(node, PreparedNode) else self.prepare_node(node)
         ctx = self._context(event, vars, contact, config, agent, callee, org_id)
-        # A lone node may route to ids that are not here: step it once, never follow.
         result = RunResult("", "", "completed", [], ctx.vars, None)
         with contextlib.suppress(FlowError):  # the failure is recorded in the event
-            await step_node(flow, spec.id, ctx, result)
+            await step_node(prepared.flow, prepared.node_id, ctx, result)
         event_record = result.events[-1]
+        event_record.run_scrubber = ctx.run_scrubber()
         return NodeRunResult(event_record.route, event_record.case_index, ctx.vars, event_record)
 
     def _context(
@@ -137,14 +155,15 @@ class Engine:
         org_id: str | None,
     ) -> RunContext:
         loop = asyncio.get_running_loop()
+        # Only vars is written by nodes: it is copied; the other scopes are read as given.
         return RunContext(
             services=self.services,
-            vars=dict(vars_ or {}),
-            event=dict(event or {}),
-            contact=dict(contact or {}),
-            config=dict(config or {}),
-            agent=dict(agent or {}),
-            callee=dict(callee or {}),
+            vars=dict(vars_) if vars_ else {},
+            event=event or _EMPTY,
+            contact=contact or _EMPTY,
+            config=config or _EMPTY,
+            agent=agent or _EMPTY,
+            callee=callee or _EMPTY,
             deadline=loop.time() + self.config.run.deadline_ms / 1000.0,
             org_id=org_id,
         )

@@ -11,11 +11,11 @@ from callout.engine.auth import render_auth
 from callout.engine.call import CallResult, CallTrace, encode_json_body, perform
 from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
-from callout.engine.nodes import node_cases, route_by_cases
+from callout.engine.nodes import first_case, node_cases
 from callout.errors import CalloutError, Outcome
 from callout.integration import CompiledAuth
 from callout.scrub import NULL_SCRUBBER, Scrubber
-from callout.spec.flow import NodeSpec
+from callout.spec.flow import NEXT, NodeSpec
 from callout.template import (
     JsonTemplate,
     TextTemplate,
@@ -43,6 +43,7 @@ HTTP_FIELDS = frozenset(
     }
 )
 _HTTP_MODE = MappingProxyType({"mode": "http"})
+_NO_SECRET_HEADERS: frozenset[str] = frozenset()
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -62,6 +63,8 @@ class HttpCall:
     timeout_ms: int
     retry: RetryPolicy | None
     cases: tuple[Case, ...]
+    #: Whether the node sets its own Content-Type (known when compiled, not looked up per call).
+    sets_content_type: bool = False
 
     async def run(self, ctx: RunContext) -> Step:
         scope = ctx.scope()
@@ -70,7 +73,7 @@ class HttpCall:
         body: Any = None
         try:
             headers = {name: template.render(scope) for name, template in self.headers}
-            secret_headers: frozenset[str] = frozenset()
+            secret_headers = _NO_SECRET_HEADERS
             if self.auth is not None:
                 applied = render_auth(self.auth, scope)
                 scrubber = Scrubber(s for s in applied.secrets if s)
@@ -84,7 +87,7 @@ class HttpCall:
             if self.body is not None:
                 body = self.body.render(scope)
                 payload = encode_json_body(body)
-                if not any(k.lower() == "content-type" for k in headers):
+                if not self.sets_content_type:
                     headers["Content-Type"] = "application/json"
             request = OutboundRequest(
                 method=self.method,
@@ -101,11 +104,11 @@ class HttpCall:
         ctx.set_var("httpStatus", result.status)
         ctx.set_var("httpOk", result.ok)
         ctx.set_var("httpError", result.error_var(scrubber, self.spec.id))
-        step = route_by_cases(
-            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
+        target, index = first_case(
+            self.cases, {**scope, "status": result.status, "outcome": result.outcome.value}
         )
         trace = CallTrace(request, result, scrubber, body=body, extra=_HTTP_MODE)
-        return Step(step.event, step.target, step.case_index, trace)
+        return Step(NEXT, target, index, trace)
 
 
 def compile_http_call(node: NodeSpec, reader: ConfigReader) -> HttpCall:
@@ -131,6 +134,7 @@ def compile_http_call(node: NodeSpec, reader: ConfigReader) -> HttpCall:
         timeout_ms=reader.timeout_ms(),
         retry=reader.retry(),
         cases=node_cases(node),
+        sets_content_type=any(name.lower() == "content-type" for name, _ in headers),
     )
 
 

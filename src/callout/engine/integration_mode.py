@@ -17,13 +17,13 @@ from callout.engine.auth import add_query_param, render_auth
 from callout.engine.call import CallResult, CallTrace, encode_json_body, perform
 from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
-from callout.engine.nodes import node_cases, route_by_cases
+from callout.engine.nodes import first_case, node_cases
 from callout.engine.sources import ResolvedConnection, ResolvedSpec, connection_error
 from callout.errors import CalloutError, InvalidError
 from callout.integration import CompiledOperation
 from callout.mapping import Mappings, compile_mappings
 from callout.scrub import NULL_SCRUBBER, Scrubber
-from callout.spec.flow import NodeSpec
+from callout.spec.flow import NEXT, NodeSpec
 from callout.template import JsonTemplate, compile_value
 from callout.transport import OutboundRequest, RetryPolicy
 
@@ -92,8 +92,8 @@ class IntegrationCall:
         ctx.set_var("integrationOk", result.ok)
         ctx.set_var("integrationError", result.error_var(scrubber, self.spec.id))
         mapping_error = self._map_outputs(ctx, operation, result)
-        step = route_by_cases(
-            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
+        target, index = first_case(
+            self.cases, {**scope, "status": result.status, "outcome": result.outcome.value}
         )
         extra: dict[str, Any] = {
             "mode": "integration",
@@ -107,7 +107,7 @@ class IntegrationCall:
         if mapping_error is not None:
             extra["mappingError"] = scrubber.error_message(mapping_error)
         trace = CallTrace(request, result, scrubber, body=body, extra=extra)
-        return Step(step.event, step.target, step.case_index, trace)
+        return Step(NEXT, target, index, trace)
 
     async def _resolve(
         self, ctx: RunContext

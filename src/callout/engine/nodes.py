@@ -12,7 +12,14 @@ from callout.errors import FlowValidationError
 from callout.spec.flow import NodeSpec
 from callout.template import JsonTemplate, compile_value
 
-__all__ = ["BranchType", "OnFlowStartType", "SetVariableType", "node_cases", "route_by_cases"]
+__all__ = [
+    "BranchType",
+    "OnFlowStartType",
+    "SetVariableType",
+    "first_case",
+    "node_cases",
+    "route_by_cases",
+]
 
 
 def node_cases(node: NodeSpec) -> tuple[Case, ...]:
@@ -20,12 +27,18 @@ def node_cases(node: NodeSpec) -> tuple[Case, ...]:
     return compile_cases(node.config.get("cases", []), field=f"{node.where}.config.cases")
 
 
-def route_by_cases(cases: tuple[Case, ...], scope: dict[str, Any]) -> Step:
-    """The first matching case's target, or the default edge."""
+def first_case(cases: tuple[Case, ...], scope: dict[str, Any]) -> tuple[str | None, int | None]:
+    """(target, index) of the first matching case, or (None, None): follow the default edge."""
     for index, case in enumerate(cases):
         if case_matches(case, scope):
-            return Step(target=case.node_id, case_index=index)
-    return Step()
+            return case.node_id, index
+    return None, None
+
+
+def route_by_cases(cases: tuple[Case, ...], scope: dict[str, Any]) -> Step:
+    """The first matching case's target, or the default edge."""
+    target, index = first_case(cases, scope)
+    return _NEXT if target is None else Step(target=target, case_index=index)
 
 
 @dataclass(frozen=True, slots=True)

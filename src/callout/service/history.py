@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from callout.engine.runner import RunResult
@@ -32,7 +32,7 @@ __all__ = ["HistoryRecorder", "retention_cutoff"]
 RETRY_BASE_S = 0.05
 RETRY_CAP_S = 5.0
 
-_log = structlog.get_logger("callout.history")
+_log = logging.getLogger("callout.history")  # silent unless the host configures logging
 
 
 def retention_cutoff(days: int, now: datetime | None = None) -> datetime:
@@ -165,7 +165,9 @@ class HistoryRecorder:
             await self._marker(self._queue, self._task, marker)
         finally:
             if not marker.done.done():
-                _log.error("history_close_interrupted", unwritten_runs=self._queue.qsize())
+                _log.error(
+                    "history close interrupted", extra={"unwrittenRuns": self._queue.qsize()}
+                )
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -234,12 +236,14 @@ class HistoryRecorder:
                 cause = type(getattr(exc, "orig", None) or exc.__cause__ or exc).__name__
                 delay = min(RETRY_CAP_S, RETRY_BASE_S * 2 ** min(attempt - 1, 20))
                 _log.warning(
-                    "history_write_failed",
-                    error=type(exc).__name__,
-                    cause=cause,
-                    runs=len(records),
-                    attempt=attempt,
-                    retry_in_s=delay,
+                    "history write failed",
+                    extra={
+                        "errorType": type(exc).__name__,
+                        "cause": cause,
+                        "runs": len(records),
+                        "attempt": attempt,
+                        "retryInS": delay,
+                    },
                 )
                 await asyncio.sleep(delay)
             else:
@@ -264,7 +268,10 @@ def _to_record(entry: _Entry) -> RunRecord:
     try:
         return RunRecord.from_result(entry.result, entry.org_id)
     except Exception as exc:  # noqa: BLE001  -- keep the run, without what could not be scrubbed
-        _log.error("history_materialise_failed", error=type(exc).__name__, run=entry.result.run_id)
+        _log.error(
+            "history materialise failed",
+            extra={"errorType": type(exc).__name__, "runId": entry.result.run_id},
+        )
         return RunRecord(
             run_id=entry.result.run_id,
             org_id=entry.org_id,

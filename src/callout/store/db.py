@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -50,6 +51,10 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 _SQLITE_BEGIN = "callout_sqlite_begin"  # execution option read by the SQLite "begin" hook
 _DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 _MIGRATE_LOCK = "callout:migrate"
+
+
+def _strict_json(value: Any) -> str:
+    return json.dumps(value, allow_nan=False)
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -90,6 +95,9 @@ class Database:
         self.dialect: Dialect = "sqlite" if backend == "sqlite" else "postgresql"
         if self.dialect == "postgresql":
             engine_options.setdefault("pool_pre_ping", True)
+        # Strict JSON (no NaN, which PostgreSQL refuses) on both backends, so a value that one
+        # database would refuse is refused the same way by the other.
+        engine_options.setdefault("json_serializer", _strict_json)
         self.engine: AsyncEngine = create_async_engine(self.url, **engine_options)
         self._write_lock: asyncio.Lock | None = None
         self._writer: asyncio.Task[Any] | None = None
@@ -191,6 +199,9 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.execute("PRAGMA journal_mode = WAL")
+            # The usual pairing with WAL: no corruption and no loss on a process crash; only an
+            # OS crash or power cut can roll back the newest transactions. Saves an fsync a commit.
+            cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
 

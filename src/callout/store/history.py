@@ -10,6 +10,7 @@ neither fails nor duplicates.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -17,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import Table, and_, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import StatementError
 
 from callout.store.db import Database
 from callout.store.models import Run, RunEvent
@@ -56,12 +58,10 @@ class RunRecord:
     def from_result(cls, result: RunResult, org_id: str | None) -> RunRecord:
         """Materialise and scrub a finished run (the costly part; keep it off the call path)."""
         run = result.as_dict()  # vars and error through the run's scrubber
-        events = [event.as_dict() for event in result.events]  # each call's own scrubber
-        if result.scrubber.secrets:
-            # A later node may copy a secret out of a response (setVariable from vars.crm...):
-            # its event was scrubbed by nobody who knew the secret, so pass the run's over all.
-            events = result.scrubber.data(events)
-        vars_, error, events = _json_safe((run["vars"], run["error"], events))
+        # Each event is scrubbed of every secret the run used (NodeEvent.run_scrubber): a later
+        # node may copy a secret out of a response (a setVariable from vars.crm...).
+        events = [event.as_dict() for event in result.events]
+        vars_, error = run["vars"], run["error"]
         return cls(
             run_id=result.run_id,
             org_id=org_id,
@@ -96,6 +96,10 @@ class RunSummary:
         return (self.started_at, self.run_id)
 
 
+_RUNS: Table = Run.__table__  # type: ignore[assignment]  # declarative tables are Tables
+_EVENTS: Table = RunEvent.__table__  # type: ignore[assignment]
+
+
 class HistoryStore:
     """Writes batches of runs, reads them back scoped by org, and purges them by age."""
 
@@ -107,12 +111,24 @@ class HistoryStore:
         """Store ``runs`` and their events in one transaction; runs already stored are skipped."""
         if not runs:
             return
+        try:
+            await self._insert_rows(runs)
+        except StatementError as exc:
+            if not isinstance(exc.orig, TypeError | ValueError):
+                raise
+            # A value strict JSON refuses (NaN, an unknown object): store that batch coerced,
+            # rather than fail it forever. Checking every batch up front cost a full encode.
+            await self._insert_rows([_coerced(r) for r in runs])
+
+    async def _insert_rows(self, runs: Sequence[RunRecord]) -> None:
         run_rows = [_run_row(r) for r in runs]
         event_rows = [_event_row(r.run_id, seq, e) for r in runs for seq, e in enumerate(r.events)]
+        # Core inserts on the tables (executemany), not ORM bulk inserts: history is the one
+        # high-volume write, and the ORM's per-row bookkeeping cost several times the SQL.
         async with self._db.transaction() as session:
-            await session.execute(self._insert(Run).on_conflict_do_nothing(), run_rows)
+            await session.execute(self._insert(_RUNS).on_conflict_do_nothing(), run_rows)
             if event_rows:
-                await session.execute(self._insert(RunEvent).on_conflict_do_nothing(), event_rows)
+                await session.execute(self._insert(_EVENTS).on_conflict_do_nothing(), event_rows)
 
     async def get(self, org_id: str | None, run_id: str) -> RunRecord | None:
         """The run with its events, or None if it is not stored or belongs to another org."""
@@ -247,6 +263,11 @@ def _event_row(run_id: str, seq: int, event: dict[str, Any]) -> dict[str, Any]:
         "duration_ms": round(event.get("durationMs") or 0),
         "data": event,
     }
+
+
+def _coerced(run: RunRecord) -> RunRecord:
+    vars_, error, events = _json_safe((run.vars, run.error, run.events))
+    return dataclasses.replace(run, vars=vars_, error=error, events=events)
 
 
 def _json_safe(value: Any) -> Any:
