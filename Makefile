@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,speed]'
 	touch $(STAMP)
 
+# Until the REST service exists: initialise the store (database and master key, first use only)
+# and run the bundled example flow against a demo CRM on 127.0.0.1.
 run: $(STAMP)
+	$(BIN)/callout init
 	$(BIN)/callout demo
 
 lint: $(STAMP)

@@ -3,12 +3,16 @@
 An aiohttp upstream runs on 127.0.0.1 in a separate process. In this process, at the same
 concurrency and request count, we time (a) a raw aiohttp client loop doing the equivalent request
 (POST a JSON body, parse the JSON answer) and (b) the engine running an apiCall http node with a
-templated URL and JSON body whose response is parsed into vars. Rounds alternate so drift on the
-shared 2 cores hits both sides alike; medians are reported.
+templated URL and JSON body whose response is parsed into vars: prepared once and run per call
+(how a host platform's flow engine embeds it), and inside a flow run by Callout's runner. Then
+(c) an integration node against a spec and connection stored in SQLite (cached after the first
+call) and (d) the same with run history recorded (flushed inside the timing). Each variant is
+paired with a raw baseline measured just before it; medians of the per-pair ratios are reported.
 
-    .venv/bin/python bench/node_throughput.py [--requests 5000] [--concurrency 64] [--rounds 3]
+    .venv/bin/python bench/node_throughput.py [--requests 3000] [--concurrency 64] [--rounds 5]
 
-The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio"}.
+The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio", ...}
+(ratios of the other variants too: "flow_ratio", "integration_ratio", "history_ratio").
 """
 
 from __future__ import annotations
@@ -241,47 +245,58 @@ async def _integration(
 
 
 async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str, float]:
-    raw, http, flow, integration, history = [], [], [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    """Each round times every variant right after its own raw baseline, and the ratios are
+    taken per pair: the shared machine's speed drifts by 2x between minutes, rarely within
+    seconds. Reported: medians of the per-pair ratios and of the rates."""
+    tmp = tempfile.TemporaryDirectory()
+    root = Path(tmp.name)
+    variants: dict[str, Callable[[int], Awaitable[float]]] = {
+        "http node": lambda r: _callout(port, n, concurrency, whole_flow=False),
+        "http flow": lambda r: _callout(port, n, concurrency, whole_flow=True),
+        "integration node": lambda r: _integration(
+            port, n, concurrency, root / f"i{r}", history=False
+        ),
+        "integration + history": lambda r: _integration(
+            port, n, concurrency, root / f"h{r}", history=True
+        ),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
+    ratios: dict[str, list[float]] = {name: [] for name in variants}
+    try:
         for r in range(rounds):
-            raw.append(await _raw(port, n, concurrency))
-            http.append(await _callout(port, n, concurrency, whole_flow=False))
-            flow.append(await _callout(port, n, concurrency, whole_flow=True))
-            integration.append(
-                await _integration(port, n, concurrency, Path(tmp) / f"i{r}", history=False)
-            )
-            history.append(
-                await _integration(port, n, concurrency, Path(tmp) / f"h{r}", history=True)
-            )
-            print(
-                f"round {r + 1}: raw aiohttp {raw[-1]:,.0f} req/s | http node {http[-1]:,.0f} | "
-                f"http flow {flow[-1]:,.0f} | "
-                f"integration node {integration[-1]:,.0f} | integration + history "
-                f"{history[-1]:,.0f} runs/s"
-            )
-    baseline = statistics.median(raw)
+            line = []
+            for name, run in variants.items():
+                baseline = await _raw(port, n, concurrency)
+                ours = await run(r)
+                rates["raw"].append(baseline)
+                rates[name].append(ours)
+                ratios[name].append(ours / baseline)
+                line.append(f"{name} {ours:,.0f}/{baseline:,.0f} = {ours / baseline:.2f}")
+            print(f"round {r + 1}: " + " | ".join(line))
+    finally:
+        tmp.cleanup()
 
-    def ratio(values: list[float]) -> float:
-        return round(statistics.median(values) / baseline, 3)
+    def med(values: list[float], digits: int = 1) -> float:
+        return round(statistics.median(values), digits)
 
     return {
-        "baseline_rps": round(baseline, 1),
-        "callout_rps": round(statistics.median(http), 1),
-        "ratio": ratio(http),
-        "flow_rps": round(statistics.median(flow), 1),
-        "flow_ratio": ratio(flow),
-        "integration_rps": round(statistics.median(integration), 1),
-        "integration_ratio": ratio(integration),
-        "history_rps": round(statistics.median(history), 1),
-        "history_ratio": ratio(history),
+        "baseline_rps": med(rates["raw"]),
+        "callout_rps": med(rates["http node"]),
+        "ratio": med(ratios["http node"], 3),
+        "flow_rps": med(rates["http flow"]),
+        "flow_ratio": med(ratios["http flow"], 3),
+        "integration_rps": med(rates["integration node"]),
+        "integration_ratio": med(ratios["integration node"], 3),
+        "history_rps": med(rates["integration + history"]),
+        "history_ratio": med(ratios["integration + history"], 3),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
@@ -292,8 +307,9 @@ def main() -> None:
         loop_name = _use_uvloop()
         print(f"upstream: aiohttp on 127.0.0.1:{port} (separate process); client loop: {loop_name}")
         print(
-            f"{args.requests} requests x {args.rounds} rounds, concurrency {args.concurrency}; "
-            "upstream, client and engine share the machine's 2 cores"
+            f"{args.requests} requests per measurement, {args.rounds} rounds, concurrency "
+            f"{args.concurrency}; each variant paired with its own raw baseline; upstream, "
+            "client and engine share the machine's 2 cores"
         )
         figures = asyncio.run(_measure(port, args.requests, args.concurrency, args.rounds))
     finally:
