@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +11,11 @@ from aiohttp import web
 
 from callout.demo import CALLERS, demo_crm_app, example_flow
 from callout.testing import serve_app
+from tests.cli_helpers import run_callout
 
 
 async def callout(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run ``python -m callout ARGS`` without blocking the loop that serves the upstream."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "callout",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_callout(*args, env=env)
 
 
 @pytest.fixture(autouse=True)

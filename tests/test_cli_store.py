@@ -21,6 +21,7 @@ from callout.service.runtime import key_file, open_runtime
 from callout.service.specs import publish_spec
 from callout.settings import Settings
 from callout.testing import serve_app
+from tests.cli_helpers import run_callout
 from tests.service.test_saved_integrations import spec
 from tests.store.helpers import encoded_forms
 
@@ -28,21 +29,12 @@ SECRET = "sk-cli-Zp3v8Qa1"
 
 
 async def callout(data_dir: Path, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    env = {**os.environ, "CALLOUT_DATA_DIR": str(data_dir), "CALLOUT_EGRESS_ALLOW": "127.0.0.1/32"}
-    env.pop("CALLOUT_MASTER_KEYS", None)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "callout",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await proc.communicate(stdin)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    env = {
+        "CALLOUT_DATA_DIR": str(data_dir),
+        "CALLOUT_EGRESS_ALLOW": "127.0.0.1/32",
+        "CALLOUT_MASTER_KEYS": "",
+    }
+    return await run_callout(*args, env=env, stdin=stdin)
 
 
 @pytest.fixture

@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import html
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -16,6 +13,7 @@ from urllib.parse import quote, quote_plus
 from aiohttp import web
 
 from callout.testing import serve_app
+from tests.cli_helpers import run_callout
 
 SECRETS = {
     "token": "tok_Live+9/Zq==",
@@ -119,27 +117,14 @@ async def test_no_secret_survives_in_history_database_or_logs(tmp_path: Path) ->
     ad-hoc bearer token, all echoed back by the upstream, appear nowhere afterwards."""
     data = tmp_path / "data"
     env = {
-        **os.environ,
         "CALLOUT_DATA_DIR": str(data),
         "CALLOUT_EGRESS_ALLOW": "127.0.0.1/32",
         "CALLOUT_LOG_LEVEL": "DEBUG",
+        "CALLOUT_MASTER_KEYS": "",
     }
-    env.pop("CALLOUT_MASTER_KEYS", None)
 
     async def callout(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "callout",
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        out, err = await proc.communicate(stdin)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return await run_callout(*args, env=env, stdin=stdin)
 
     spec_file = tmp_path / "echo.json"
     spec_file.write_text(json.dumps(SPEC))

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from callout.errors import FlowValidationError
 from callout.guard import EgressPolicy
 from callout.spec.legacy import migrate_flow
 from callout.testing import Upstream, serve_app
+from tests.cli_helpers import run_callout
 from tests.engine.test_apicall_integration import crm_app, crm_spec
 
 START = {"id": "start", "type": "onFlowStart", "on": {"__next": "first"}}
@@ -186,20 +184,8 @@ async def test_flows_migrate_command_rewrites_and_reports(tmp_path: Path) -> Non
     source.write_text(json.dumps(flows("http://api.example.com")["mixed"]))
 
     async def migrate(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "callout",
-            "flows",
-            "migrate",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=dict(os.environ),
-        )
-        _, err = await proc.communicate()
-        assert proc.returncode is not None
-        return proc.returncode, err.decode()
+        rc, _, err = await run_callout("flows", "migrate", *args)
+        return rc, err
 
     rc, report = await migrate(str(source), "-o", str(out))
     written = out.read_text()

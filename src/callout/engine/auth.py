@@ -19,7 +19,7 @@ from callout.errors import CalloutError, InvalidError, Outcome
 from callout.integration import CompiledAuth
 from callout.transport import InboundResponse, OutboundRequest
 
-__all__ = ["AppliedAuth", "OAuthTokens", "add_query_param", "render_auth"]
+__all__ = ["NO_AUTH", "AppliedAuth", "OAuthTokens", "add_query_param", "render_auth"]
 
 #: Refresh a token this long before it expires, so a call never carries a dying token.
 REFRESH_MARGIN_S = 60.0

@@ -14,15 +14,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from callout.engine.auth import AppliedAuth, add_query_param
 from callout.engine.context import RunContext
 from callout.errors import CalloutError, DeadlineExceeded, Outcome
 from callout.scrub import Scrubber
+from callout.template import JsonTemplate
 from callout.transport import InboundResponse, OutboundRequest, RetryPolicy
 
 __all__ = [
     "PREVIEW_BYTES",
     "CallResult",
     "CallTrace",
+    "assemble_request",
     "encode_json_body",
     "perform",
     "request_detail",
@@ -80,6 +83,48 @@ _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encod
 def encode_json_body(body: Any) -> bytes:
     """Encode a rendered JSON body (built as data, never by string concatenation)."""
     return _JSON.encode(body).encode()
+
+
+_NO_SECRET_HEADERS: frozenset[str] = frozenset()
+
+
+def assemble_request(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    auth: AppliedAuth,
+    body_template: JsonTemplate | None,
+    scope: Mapping[str, Any],
+    *,
+    sets_content_type: bool,
+    secrets: tuple[str, ...] = (),
+    allowed_origins: frozenset[str] | None = None,
+) -> tuple[OutboundRequest, Any]:
+    """The outbound request both modes send: the auth header (marked as secret-bearing) or query
+    parameter, and the JSON body with its content type. Returns it with the rendered body."""
+    secret_headers = _NO_SECRET_HEADERS
+    if auth.header is not None:
+        name, value = auth.header
+        headers[name] = value
+        secret_headers = frozenset({name.lower()})
+    if auth.query is not None:
+        url = add_query_param(url, *auth.query)
+    body = payload = None
+    if body_template is not None:
+        body = body_template.render(scope)
+        payload = encode_json_body(body)
+        if not sets_content_type:
+            headers["Content-Type"] = "application/json"
+    request = OutboundRequest(
+        method=method,
+        url=url,
+        headers=headers,
+        body=payload,
+        secret_headers=secret_headers,
+        secrets=secrets,
+        allowed_origins=allowed_origins,
+    )
+    return request, body
 
 
 async def perform(

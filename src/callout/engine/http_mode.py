@@ -7,8 +7,8 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from callout.cases import Case
-from callout.engine.auth import render_auth
-from callout.engine.call import CallResult, CallTrace, encode_json_body, perform
+from callout.engine.auth import NO_AUTH, render_auth
+from callout.engine.call import CallResult, CallTrace, assemble_request, perform
 from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import first_case, node_cases
@@ -43,7 +43,6 @@ HTTP_FIELDS = frozenset(
     }
 )
 _HTTP_MODE = MappingProxyType({"mode": "http"})
-_NO_SECRET_HEADERS: frozenset[str] = frozenset()
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
@@ -73,28 +72,19 @@ class HttpCall:
         body: Any = None
         try:
             headers = {name: template.render(scope) for name, template in self.headers}
-            secret_headers = _NO_SECRET_HEADERS
+            applied = NO_AUTH
             if self.auth is not None:
                 applied = render_auth(self.auth, scope)
                 scrubber = Scrubber(s for s in applied.secrets if s)
                 ctx.note_secrets(scrubber)
-                if applied.header is not None:
-                    name, value = applied.header
-                    headers[name] = value
-                    secret_headers = frozenset({name.lower()})
-            url = self.url.render(scope)
-            payload: bytes | None = None
-            if self.body is not None:
-                body = self.body.render(scope)
-                payload = encode_json_body(body)
-                if not self.sets_content_type:
-                    headers["Content-Type"] = "application/json"
-            request = OutboundRequest(
-                method=self.method,
-                url=url,
-                headers=headers,
-                body=payload,
-                secret_headers=secret_headers,
+            request, body = assemble_request(
+                self.method,
+                self.url.render(scope),
+                headers,
+                applied,
+                self.body,
+                scope,
+                sets_content_type=self.sets_content_type,
             )
         except CalloutError as exc:
             result = CallResult(Outcome.INVALID, 0, None, None, exc, 0, 0.0)

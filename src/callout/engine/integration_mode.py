@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from callout.cases import Case
-from callout.engine.auth import add_query_param, render_auth
-from callout.engine.call import CallResult, CallTrace, encode_json_body, perform
+from callout.engine.auth import render_auth
+from callout.engine.call import CallResult, CallTrace, assemble_request, perform
 from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import first_case, node_cases
@@ -169,26 +169,15 @@ class IntegrationCall:
         extra_secrets = [s for s in applied.secrets if s not in scrubber.secrets]
         if extra_secrets:  # values derived from the secrets (a Basic pair, an OAuth token)
             scrubber = scrubber.extend(extra_secrets)
-        url = operation.url.render(spec_scope)
-        if applied.query is not None:
-            url = add_query_param(url, *applied.query)
         headers = {name: template.render(spec_scope) for name, template in operation.headers}
-        secret_headers: frozenset[str] = frozenset()
-        if applied.header is not None:
-            headers[applied.header[0]] = applied.header[1]
-            secret_headers = frozenset({applied.header[0].lower()})
-        body = payload = None
-        if operation.body is not None:
-            body = operation.body.render(spec_scope)
-            payload = encode_json_body(body)
-            if not any(k.lower() == "content-type" for k in headers):
-                headers["Content-Type"] = "application/json"
-        request = OutboundRequest(
-            method=operation.method,
-            url=url,
-            headers=headers,
-            body=payload,
-            secret_headers=secret_headers,
+        request, body = assemble_request(
+            operation.method,
+            operation.url.render(spec_scope),
+            headers,
+            applied,
+            operation.body,
+            spec_scope,
+            sets_content_type=any(name.lower() == "content-type" for name in headers),
             secrets=scrubber.secrets,
             allowed_origins=allowed,
         )
