@@ -7,6 +7,7 @@ fallback. ``initialise`` creates the data directory, a key file (mode 0600) and 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 KEY_FILE_NAME = "master-keys.json"
+#: How long an orderly shutdown waits for run history to be written.
+HISTORY_CLOSE_TIMEOUT_S = 30.0
 
 
 def key_file(settings: Settings) -> Path:
@@ -109,8 +112,15 @@ class Runtime:
         return result
 
     async def aclose(self) -> None:
-        """Flush history (an orderly shutdown loses none), then close the engine and database."""
-        await self.recorder.close()
+        """Flush history (an orderly shutdown loses none), then close the engine and database.
+
+        The flush is bounded: with the database down, the recorder would retry for ever, and a
+        shutdown must end; the runs left unwritten are counted in the log."""
+        try:
+            async with asyncio.timeout(HISTORY_CLOSE_TIMEOUT_S):
+                await self.recorder.close()
+        except TimeoutError:
+            pass  # the recorder logged how many runs it could not write
         await self.engine.aclose()
         await self.db.dispose()
 
