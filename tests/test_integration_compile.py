@@ -622,3 +622,21 @@ def test_validate_config_names_the_field_never_the_value(
     assert "not a uri at all" not in caught.value.message
     assert "x9z" not in caught.value.message
     spec.validate_config(CONN)
+
+
+def test_a_retry_that_could_never_happen_is_refused() -> None:
+    """A POST with retry and no Idempotency-Key is refused at publish, naming the retry."""
+    found = problems(lambda doc: op(doc).update(method="POST", retry={"attempts": 2}))
+    assert list(found) == ["operations.lookupContact.retry"]
+    assert "Idempotency-Key" in found["operations.lookupContact.retry"]
+
+
+def test_a_post_with_an_idempotency_key_may_retry() -> None:
+    """With an Idempotency-Key header the same retry compiles."""
+    doc = acme()
+    op(doc).update(
+        method="POST",
+        retry={"attempts": 2},
+        headers={"Idempotency-Key": "{{input.phone}}"},
+    )
+    assert compile_spec(doc).operations["lookupContact"].retry is not None

@@ -32,6 +32,7 @@ from callout.template import (
     compile_text,
     compile_url,
 )
+from callout.transport import IDEMPOTENT_METHODS
 
 __all__ = ["AuthParts", "Checker", "OperationParts", "parse_origin"]
 
@@ -284,6 +285,18 @@ class Checker:
             header = self._compile(compile_header, value, where, _OPERATION_SCOPES)
             if header is not None:
                 parts.headers.append((name, header))
+        if (
+            op.retry is not None
+            and op.retry.attempts > 1
+            and op.method not in IDEMPOTENT_METHODS
+            and "idempotency-key" not in seen
+        ):
+            self.add(
+                f"{base}.retry",
+                f"a {op.method} is retried only when it carries an Idempotency-Key header (a "
+                "repeat could otherwise act twice), so this retry would never happen; send an "
+                "Idempotency-Key header the API honours, or remove retry",
+            )
         if op.body is not None and self._body(op.body, f"{base}.body"):
             parts.body = compile_json(op.body, scopes=SPEC_SCOPES, field=f"{base}.body")
         parts.auth = self._auth(op.auth, f"{base}.auth", _OPERATION_SCOPES)
