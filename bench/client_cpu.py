@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import statistics
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from node_throughput import NODE, _serve, _store_runtime, _use_uvloop
+from node_throughput import NODE, _store_runtime, _use_uvloop, upstream_process
 
 from callout.engine.engine import Engine
 from callout.engine.services import EngineConfig
@@ -132,20 +131,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    server = ctx.Process(target=_serve, args=(send,), daemon=True)
-    server.start()
-    try:
-        port = recv.recv()
+    with upstream_process() as port:
         print(
             f"client CPU per request (us), {args.requests} requests x {args.rounds} rounds, "
             f"64 concurrent, loop: {_use_uvloop()}; upstream in another process"
         )
         figures = asyncio.run(_measure(port, args.requests, args.rounds))
-    finally:
-        server.terminate()
-        server.join()
     print(json.dumps(figures))
 
 

@@ -24,7 +24,8 @@ import multiprocessing as mp
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,20 @@ def _serve(port_out: Any) -> None:
 
     _use_uvloop()
     asyncio.run(main())
+
+
+@contextmanager
+def upstream_process() -> Iterator[int]:
+    """Start the upstream in a separate process; yield its port; stop it afterwards."""
+    ctx = mp.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    server = ctx.Process(target=_serve, args=(send,), daemon=True)
+    server.start()
+    try:
+        yield recv.recv()
+    finally:
+        server.terminate()
+        server.join()
 
 
 def _use_uvloop() -> str:
@@ -298,12 +313,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    ctx = mp.get_context("spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    server = ctx.Process(target=_serve, args=(send,), daemon=True)
-    server.start()
-    try:
-        port = recv.recv()
+    with upstream_process() as port:
         loop_name = _use_uvloop()
         print(f"upstream: aiohttp on 127.0.0.1:{port} (separate process); client loop: {loop_name}")
         print(
@@ -312,9 +322,6 @@ def main() -> None:
             "client and engine share the machine's 2 cores"
         )
         figures = asyncio.run(_measure(port, args.requests, args.concurrency, args.rounds))
-    finally:
-        server.terminate()
-        server.join()
     print(
         f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "
         f"{figures['ratio']:.3f}; http flow ratio {figures['flow_ratio']:.3f}; "

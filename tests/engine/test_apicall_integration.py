@@ -104,7 +104,10 @@ def node(**config: Any) -> dict[str, Any]:
     return {"id": "lookup", "type": "apiCall", "config": {**base, **config}}
 
 
-def source_for(up: Upstream, spec: dict[str, Any] | None = None) -> InMemoryIntegrations:
+def source_for(
+    up: Upstream, spec: dict[str, Any] | None = None, secrets: dict[str, str] | None = None
+) -> InMemoryIntegrations:
+    """org1's spec (acme-crm version 1) and connection conn_a pointing at ``up``."""
     source = InMemoryIntegrations()
     source.add_spec(spec or crm_spec(), 1, owner_org="org1")
     source.add_connection(
@@ -112,7 +115,7 @@ def source_for(up: Upstream, spec: dict[str, Any] | None = None) -> InMemoryInte
         "org1",
         "acme-crm",
         {"baseUrl": up.origin, "accountId": "acct 7"},
-        {"apiKey": API_KEY},
+        secrets or {"apiKey": API_KEY},
     )
     return source
 
@@ -305,15 +308,7 @@ async def test_oauth2_token_is_fetched_once_and_shared(crm: Any) -> None:
     app = crm_app(seen)
     app.router.add_post("/oauth/token", token)
     async with serve_app(app) as oauth_up:
-        source = InMemoryIntegrations()
-        source.add_spec(oauth_spec(), 1, owner_org="org1")
-        source.add_connection(
-            "conn_a",
-            "org1",
-            "acme-crm",
-            {"baseUrl": oauth_up.origin, "accountId": "a1"},
-            {"clientSecret": "cs-very-secret"},
-        )
+        source = source_for(oauth_up, oauth_spec(), {"clientSecret": "cs-very-secret"})
         async with Engine(EngineConfig(egress=LOOPBACK), integrations=source) as engine:
             calls = [
                 engine.run_node(node(), event={"from": "+15551230001"}, org_id="org1")
@@ -341,15 +336,7 @@ async def test_oauth2_token_refused_routes_as_4xx() -> None:
     app = web.Application()
     app.router.add_post("/oauth/token", token)
     async with serve_app(app) as oauth_up:
-        source = InMemoryIntegrations()
-        source.add_spec(oauth_spec(), 1, owner_org="org1")
-        source.add_connection(
-            "conn_a",
-            "org1",
-            "acme-crm",
-            {"baseUrl": oauth_up.origin, "accountId": "a1"},
-            {"clientSecret": "cs-very-secret"},
-        )
+        source = source_for(oauth_up, oauth_spec(), {"clientSecret": "cs-very-secret"})
         result = await run(source)
     assert result.vars["integrationError"]["outcome"] == "4xx"
     assert result.vars["integrationError"]["code"] == "oauth_token_failed"

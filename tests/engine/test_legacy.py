@@ -11,13 +11,12 @@ import pytest
 
 from callout.engine.engine import Engine
 from callout.engine.services import EngineConfig
-from callout.engine.sources import InMemoryIntegrations
 from callout.errors import FlowValidationError
 from callout.guard import EgressPolicy
 from callout.spec.legacy import migrate_flow
 from callout.testing import Upstream, serve_app
 from tests.cli_helpers import run_callout
-from tests.engine.test_apicall_integration import crm_app, crm_spec
+from tests.engine.test_apicall_integration import crm_app, source_for
 
 START = {"id": "start", "type": "onFlowStart", "on": {"__next": "first"}}
 
@@ -111,17 +110,8 @@ async def crm() -> AsyncIterator[Upstream]:
 
 
 def engine_for(up: Upstream) -> Engine:
-    source = InMemoryIntegrations()
-    source.add_spec(crm_spec(), 1, owner_org="org1")
-    source.add_connection(
-        "conn_a",
-        "org1",
-        "acme-crm",
-        {"baseUrl": up.origin, "accountId": "x"},
-        {"apiKey": "sk-legacy-key-123"},
-    )
     config = EngineConfig(egress=EgressPolicy.from_entries(["127.0.0.1/32"]))
-    return Engine(config, integrations=source)
+    return Engine(config, integrations=source_for(up))
 
 
 @pytest.mark.parametrize("name", list(flows("http://x")))
