@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from aiohttp import web
 from callout.crypto import KeyRing, MasterKey
 from callout.errors import InvalidError
 from callout.service.connections import create_connection, delete_connection, update_connection
+from callout.service.integrations import StoreIntegrationSource
 from callout.service.runtime import Runtime, build_runtime
 from callout.service.specs import diff_versions, publish_spec, set_spec_status
 from callout.settings import Settings
@@ -203,6 +205,67 @@ async def test_changes_apply_at_once_despite_the_cache(rt: Runtime, crm: Any) ->
     gone = await call(rt, 1, conn)
     assert [s["auth"] for s in seen] == [f"Bearer {SECRET}", "Bearer sk-new-Q8w7e6"]
     assert gone.vars["integrationError"]["code"] == "connection_deleted"
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_another_replicas_change_is_seen_after_the_ttl(rt: Runtime, crm: Any) -> None:
+    """A replica's cache is not told of a change made elsewhere; it re-reads once the TTL is
+    over, and not before."""
+    up, _ = crm
+    conn = await setup(rt, up)
+    clock = ManualClock()
+    replica = StoreIntegrationSource(rt.specs, rt.connections, ttl_s=5.0, clock=clock)
+    assert (await replica.connection("org1", conn)).secrets["apiKey"] == SECRET
+    await update_connection(
+        rt, "org1", conn, actor="other", set_secrets={"apiKey": "sk-new-Q8w7e6"}
+    )
+    clock.now += 4.9
+    assert (await replica.connection("org1", conn)).secrets["apiKey"] == SECRET
+    clock.now += 0.2
+    assert (await replica.connection("org1", conn)).secrets["apiKey"] == "sk-new-Q8w7e6"
+    await set_spec_status(rt, None, "acme-crm", 1, "retired", actor="other")
+    clock.now += 5.1
+    with pytest.raises(InvalidError, match="retired"):
+        await replica.spec("org1", "acme-crm", 1)
+
+
+async def test_a_stale_entry_is_re_read_once_however_many_calls_find_it(
+    rt: Runtime, crm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At a TTL expiry under load, the concurrent calls share one query per entry instead of
+    each sending its own."""
+    up, _ = crm
+    conn = await setup(rt, up)
+    clock = ManualClock()
+    replica = StoreIntegrationSource(rt.specs, rt.connections, ttl_s=5.0, clock=clock)
+    await replica.spec("org1", "acme-crm", 1)
+    await replica.connection("org1", conn)
+    queries: list[str] = []
+    for store, name in [(rt.specs, "get"), (rt.connections, "revision")]:
+        monkeypatch.setattr(store, name, counted(getattr(store, name), name, queries))
+    clock.now += 6
+    specs = await asyncio.gather(*(replica.spec("org1", "acme-crm", 1) for _ in range(50)))
+    conns = await asyncio.gather(*(replica.connection("org1", conn) for _ in range(50)))
+    assert sorted(queries) == ["get", "revision"]
+    assert {s.version for s in specs} == {1}
+    assert {c.secrets["apiKey"] for c in conns} == {SECRET}
+
+
+def counted(
+    method: Callable[..., Awaitable[Any]], name: str, log: list[str]
+) -> Callable[..., Awaitable[Any]]:
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        log.append(name)
+        return await method(*args, **kwargs)
+
+    return wrapper
 
 
 @pytest.mark.parametrize(
