@@ -26,6 +26,7 @@ from callout.scrub import (
     is_sensitive_header,
     is_sensitive_param,
     register_secrets,
+    scrubber_for,
     structlog_processor,
     validate_secret,
 )
@@ -393,12 +394,14 @@ def test_scrubber_refuses_short_secrets_and_ignores_empty_ones() -> None:
     assert NULL_SCRUBBER.secrets == ()
 
 
-def test_extend_returns_a_new_scrubber() -> None:
-    """extend() leaves the original alone and removes the old and the new secrets."""
-    base = Scrubber([SECRET])
-    more = base.extend(["hunter2-Passw0rd"])
-    assert base.secrets == (SECRET,)
-    assert more.text(f"{SECRET} hunter2-Passw0rd") == f"{MASK} {MASK}"
+def test_scrubber_for_shares_one_scrubber_per_set_of_secrets() -> None:
+    """Calls with the same credentials share a scrubber (built once); others get their own."""
+    both = scrubber_for((SECRET, "hunter2-Passw0rd"))
+    assert scrubber_for((SECRET, "hunter2-Passw0rd")) is both
+    assert both.text(f"{SECRET} hunter2-Passw0rd") == f"{MASK} {MASK}"
+    assert scrubber_for((SECRET,)).text("hunter2-Passw0rd") == "hunter2-Passw0rd"
+    with pytest.raises(SecretTooShortError):
+        scrubber_for(("abc",))
 
 
 def json_logger(processor: Any) -> tuple[Any, io.StringIO]:

@@ -69,6 +69,7 @@ __all__ = [
     "is_sensitive_header",
     "is_sensitive_param",
     "register_secrets",
+    "scrubber_for",
     "structlog_processor",
     "validate_secret",
 ]
@@ -344,10 +345,6 @@ class Scrubber:
     def __repr__(self) -> str:
         return f"<Scrubber of {len(self._secrets)} secrets>"  # never the values
 
-    def extend(self, secrets: Iterable[str]) -> Scrubber:
-        """A new scrubber that also removes ``secrets``."""
-        return Scrubber((*self._secrets, *secrets))
-
     def text(self, value: str) -> str:
         """``value`` with every secret, in every form, and every Bearer/Basic credential masked."""
         spans: list[tuple[int, int]] = []
@@ -459,6 +456,18 @@ class _Copy:
 
 #: No secrets; still masks sensitive headers, parameters, userinfo and Bearer/Basic credentials.
 NULL_SCRUBBER = Scrubber()
+
+
+@lru_cache(maxsize=256)
+def scrubber_for(secrets: tuple[str, ...]) -> Scrubber:
+    """A scrubber of ``secrets``, shared by the calls that use the same ones.
+
+    Building one costs ~6 us for a plain secret and ~35 us with a Basic pair (its base64 forms),
+    which a node with fixed credentials would otherwise pay on every call. The cache holds at
+    most 256 sets of values this process already holds in memory (decrypted connections, flow
+    scopes); it never logs or exposes them.
+    """
+    return Scrubber(secrets)
 
 
 class _Registry:

@@ -14,7 +14,7 @@ from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import first_case, node_cases
 from callout.errors import CalloutError, Outcome
 from callout.integration import CompiledAuth
-from callout.scrub import NULL_SCRUBBER, Scrubber
+from callout.scrub import NULL_SCRUBBER, scrubber_for
 from callout.spec.flow import NEXT, NodeSpec
 from callout.template import (
     JsonTemplate,
@@ -75,7 +75,7 @@ class HttpCall:
             applied = NO_AUTH
             if self.auth is not None:
                 applied = render_auth(self.auth, scope)
-                scrubber = Scrubber(s for s in applied.secrets if s)
+                scrubber = scrubber_for(tuple(s for s in applied.secrets if s))
                 ctx.note_secrets(scrubber)
             request, body = assemble_request(
                 self.method,

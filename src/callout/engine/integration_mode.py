@@ -22,7 +22,7 @@ from callout.engine.sources import ResolvedConnection, ResolvedSpec, connection_
 from callout.errors import CalloutError, InvalidError
 from callout.integration import CompiledOperation
 from callout.mapping import Mappings, compile_mappings
-from callout.scrub import NULL_SCRUBBER, Scrubber
+from callout.scrub import NULL_SCRUBBER, Scrubber, scrubber_for
 from callout.spec.flow import NEXT, NodeSpec
 from callout.template import JsonTemplate, compile_value
 from callout.transport import OutboundRequest, RetryPolicy
@@ -168,7 +168,7 @@ class IntegrationCall:
         scrubber = connection.scrubber
         extra_secrets = [s for s in applied.secrets if s not in scrubber.secrets]
         if extra_secrets:  # values derived from the secrets (a Basic pair, an OAuth token)
-            scrubber = scrubber.extend(extra_secrets)
+            scrubber = scrubber_for((*scrubber.secrets, *extra_secrets))
         headers = {name: template.render(spec_scope) for name, template in operation.headers}
         request, body = assemble_request(
             operation.method,
