@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -640,3 +641,39 @@ def test_a_post_with_an_idempotency_key_may_retry() -> None:
         headers={"Idempotency-Key": "{{input.phone}}"},
     )
     assert compile_spec(doc).operations["lookupContact"].retry is not None
+
+
+def test_a_backtracking_pattern_refuses_the_input_instead_of_holding_the_loop() -> None:
+    """``^(a|a)+$`` against 40 a's and a '!' takes Python's ``re`` about 2^40 steps; the
+    compiled validator gives up after its time limit and refuses the input (``invalid``).
+    It runs in a thread only so that a regression fails here instead of hanging the suite."""
+    doc = acme()
+    op(doc)["inputSchema"]["properties"]["phone"] = {"type": "string", "pattern": "^(a|a)+$"}
+    operation = compile_spec(doc).operations["lookupContact"]
+    operation.validate_input({"phone": "aaaa"})
+    outcome: list[BaseException] = []
+
+    def validate() -> None:
+        try:
+            operation.validate_input({"phone": "a" * 40 + "!"})
+        except InvalidError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=validate, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the pattern search was not bounded"
+    (error,) = outcome
+    assert isinstance(error, InvalidError)
+    assert (error.code, error.field) == ("input_invalid", "inputs.phone")
+    assert "rule 'pattern'" in error.message
+
+
+def test_patterns_are_searched_not_anchored() -> None:
+    """A JSON Schema pattern matches anywhere unless anchored, as the standard says."""
+    doc = acme()
+    op(doc)["inputSchema"]["properties"]["phone"] = {"type": "string", "pattern": "[0-9]{4}"}
+    operation = compile_spec(doc).operations["lookupContact"]
+    operation.validate_input({"phone": "+1 555 1234"})
+    with pytest.raises(InvalidError):
+        operation.validate_input({"phone": "+1 555 12"})

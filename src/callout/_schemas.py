@@ -7,6 +7,13 @@ references (``#/definitions/x``) are accepted, ``$id`` is refused, and the compi
 handlers that refuse to fetch. Schemas are meta-validated with ``jsonschema`` first (which
 reports exact paths), and fastjsonschema compiles a copy (its resolver rewrites ``$ref`` in
 place). A violation names the field and the rule, never the value (it may be personal data).
+
+Threat: a schema's ``pattern`` (and ``patternProperties``) runs on the call path against input a
+caller controls. A pattern such as ``^(a+)+$`` takes exponential time on ``aaa...!`` in Python's
+``re`` and would hold the event loop, so every call in the process misses its deadline. Compiled
+validators search with the ``regex`` engine under ``PATTERN_TIMEOUT`` instead, on at most
+``PATTERN_MAX_INPUT`` characters; a search that runs out of time or input counts as no match,
+so the input is refused (``invalid``), never waited for.
 """
 
 from __future__ import annotations
@@ -17,13 +24,26 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final, NoReturn
 
 import fastjsonschema
+import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs shipped; used narrowly
 from jsonschema import Draft4Validator, Draft6Validator, Draft7Validator
 from jsonschema.protocols import Validator as MetaValidator
 
 from callout.errors import InvalidError
 from callout.spec._problems import SpecProblem, join_path
 
-__all__ = ["Validator", "compile_validator", "schema_problems", "undeclared"]
+__all__ = [
+    "PATTERN_MAX_INPUT",
+    "PATTERN_TIMEOUT",
+    "Validator",
+    "compile_validator",
+    "schema_problems",
+    "undeclared",
+]
+
+#: Seconds one ``pattern`` search may take on the call path before it counts as no match.
+PATTERN_TIMEOUT: Final = 0.05
+#: Longest string (in characters) a ``pattern`` is searched in; longer counts as no match.
+PATTERN_MAX_INPUT: Final = 65_536
 
 Validator = Callable[[Any], None]
 
@@ -115,11 +135,48 @@ def _reference_problems(node: Any, path: str) -> Iterator[SpecProblem]:
             yield from _reference_problems(value, where)
 
 
+class _BoundedPattern:
+    """A compiled schema pattern searched with a time and input limit (see the module's threat)."""
+
+    __slots__ = ("_compiled",)
+
+    def __init__(self, source: str) -> None:
+        try:
+            self._compiled = regex.compile(source)
+        except regex.error as exc:
+            raise fastjsonschema.JsonSchemaDefinitionException(
+                f"pattern {source!r} does not compile: {exc}"
+            ) from None
+
+    def search(self, text: str) -> Any:
+        if len(text) > PATTERN_MAX_INPUT:
+            return None
+        try:
+            return self._compiled.search(text, timeout=PATTERN_TIMEOUT)
+        except TimeoutError:
+            return None
+
+    def match(self, text: str) -> Any:  # the generated code's ``format`` checks
+        if len(text) > PATTERN_MAX_INPUT:
+            return None
+        try:
+            return self._compiled.match(text, timeout=PATTERN_TIMEOUT)
+        except TimeoutError:
+            return None
+
+
 def _compile(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
     # use_default=False: validation must not write defaults into the caller's data.
-    return fastjsonschema.compile(
+    check = fastjsonschema.compile(
         copy.deepcopy(dict(schema)), handlers=_HANDLERS, use_default=False
     )
+    # The generated code looks its patterns (a schema's, and its own ``format`` ones) up in this
+    # table at every check: swap each for a bounded one (the sources are already in Python
+    # syntax: fastjsonschema turned $ into \Z).
+    patterns = check.__globals__.get("REGEX_PATTERNS", {})
+    for key, compiled in patterns.items():
+        patterns[key] = _BoundedPattern(compiled.pattern)
+    return check
 
 
 def compile_validator(schema: Mapping[str, Any], *, root: str, code: str, what: str) -> Validator:
