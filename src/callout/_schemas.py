@@ -149,20 +149,20 @@ class _BoundedPattern:
             ) from None
 
     def search(self, text: str) -> Any:
-        if len(text) > PATTERN_MAX_INPUT:
-            return None
-        try:
-            return self._compiled.search(text, timeout=PATTERN_TIMEOUT)
-        except TimeoutError:
-            return None
+        return _bounded(self._compiled.search, text)
 
     def match(self, text: str) -> Any:  # the generated code's ``format`` checks
-        if len(text) > PATTERN_MAX_INPUT:
-            return None
-        try:
-            return self._compiled.match(text, timeout=PATTERN_TIMEOUT)
-        except TimeoutError:
-            return None
+        return _bounded(self._compiled.match, text)
+
+
+def _bounded(find: Callable[..., Any], text: str) -> Any:
+    """``find(text)`` within the limits; None (no match) past them."""
+    if len(text) > PATTERN_MAX_INPUT:
+        return None
+    try:
+        return find(text, timeout=PATTERN_TIMEOUT)
+    except TimeoutError:
+        return None
 
 
 def _compile(schema: Mapping[str, Any]) -> Callable[[Any], Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -128,7 +128,7 @@ class HistoryStore:
         # what is written here reads back, compares and purges like every other timestamp.
         dialect = db.engine.dialect
         stamp = _RUNS.c.started_at.type.dialect_impl(dialect).bind_processor(dialect)
-        self._stamp: Any = stamp if stamp is not None else (lambda value: value)
+        self._stamp: Callable[[datetime], Any] = stamp or (lambda value: value)
 
     async def write_batch(self, runs: Sequence[RunRecord]) -> None:
         """Store ``runs`` and their events in one transaction; runs already stored are skipped.
@@ -267,7 +267,9 @@ def _org(org_id: str | None) -> ColumnElement[bool]:
     return Run.org_id.is_(None) if org_id is None else Run.org_id == org_id
 
 
-def _event_row(run_id: str, seq: int, event: dict[str, Any], stamp: Any) -> tuple[Any, ...]:
+def _event_row(
+    run_id: str, seq: int, event: dict[str, Any], stamp: Callable[[datetime], Any]
+) -> tuple[Any, ...]:
     started = event.get("startedAt")
     when = (
         datetime.fromtimestamp(started, UTC)
