@@ -231,3 +231,20 @@ async def test_audit_verify_detects_an_edited_entry(tmp_path: Path, spec_files: 
     assert json.loads(ok[1])["ok"] is True
     assert rc == 1
     assert json.loads(out)["firstBadSeq"] == 1
+
+
+async def test_audit_verify_detects_the_newest_entry_deleted(
+    tmp_path: Path, spec_files: Any
+) -> None:
+    """Deleting the newest row leaves a shorter chain that hashes fine; the signed head, which
+    the database alone cannot re-sign, still names it, so `audit verify` fails."""
+    data = tmp_path / "data"
+    await callout(data, "init")
+    await callout(data, "spec", "publish", str(spec_files[0]))
+    await callout(data, "spec", "publish", str(spec_files[1]))
+    with sqlite3.connect(data / "callout.db") as conn:
+        conn.execute("DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log)")
+    rc, out, _ = await callout(data, "audit", "verify")
+    assert rc == 1
+    assert out.startswith("TAMPERED: ")
+    assert "the newest entries were deleted" in out

@@ -10,7 +10,10 @@ so this module defends against:
   value fails to decrypt instead of being sent to the wrong API;
 - a tampered ciphertext, nonce or key id: GCM's tag fails and ``DecryptionFailed`` is raised;
 - losing secrets during master-key rotation: the key file is replaced atomically and keeps every
-  old key until the operator explicitly drops it.
+  old key until the operator explicitly drops it;
+- a forged integrity record (the audit log's signed head): ``KeyRing.sign`` is an HMAC-SHA256
+  under a key derived from a master key for one purpose only, so whoever can write the database
+  but not read the key source cannot produce a valid signature.
 
 It does not defend against an attacker who can read the process memory or the key source.
 Messages never contain key material or plaintext; ``MasterKey``'s repr hides the key. Nonces are
@@ -53,7 +56,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from callout.errors import CalloutError
 
@@ -263,6 +268,25 @@ class KeyRing:
                 "org, connection or field, or tampered data; set the secret again",
                 key_id=sealed.key_id,
             ) from None
+
+    def sign(self, purpose: str, message: bytes) -> tuple[str, str]:
+        """(the primary's key id, the hex HMAC-SHA256 of ``message``) under a key derived from
+        the primary for ``purpose`` alone, so a signature never doubles as an encryption key."""
+        kid = self._primary.key_id
+        return kid, hmac.new(self._mac_key(kid, purpose), message, "sha256").hexdigest()
+
+    def verify_signature(self, purpose: str, message: bytes, key_id: str, signature: str) -> bool:
+        """Whether ``signature`` is ``sign(purpose, message)`` under key ``key_id`` (False when
+        the ring does not hold that key: ``key_ids()`` tells the two apart)."""
+        if key_id not in self._keys:
+            return False
+        expected = hmac.new(self._mac_key(key_id, purpose), message, "sha256").hexdigest()
+        return hmac.compare_digest(expected, signature)
+
+    def _mac_key(self, key_id: str, purpose: str) -> bytes:
+        info = b"callout/mac/" + purpose.encode()
+        kdf = HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=None, info=info)
+        return kdf.derive(self._keys[key_id].key)
 
     def reseal(self, sealed: Sealed, binding: SecretBinding) -> Sealed:
         """Re-encrypt with the primary key; returns ``sealed`` itself when it already uses it."""

@@ -29,8 +29,8 @@ def key_file(tmp_path: Path, ring: KeyRing) -> Path:
 
 
 @pytest.fixture
-def specs(database: Database) -> SpecStore:
-    return SpecStore(database)
+def specs(database: Database, ring: KeyRing) -> SpecStore:
+    return SpecStore(database, ring)
 
 
 @pytest.fixture
@@ -39,5 +39,5 @@ def connections(database: Database, ring: KeyRing) -> ConnectionStore:
 
 
 @pytest.fixture
-def audit(database: Database) -> AuditLog:
-    return AuditLog(database)
+def audit(database: Database, ring: KeyRing) -> AuditLog:
+    return AuditLog(database, ring)

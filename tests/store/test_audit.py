@@ -8,9 +8,10 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from callout.crypto import KeyRing, MasterKey
 from callout.store.audit import GENESIS_HASH, AuditEntry, AuditLog, entry_hash
 from callout.store.db import Database
-from callout.store.models import AuditRow
+from callout.store.models import AuditHead, AuditRow
 
 
 async def add(
@@ -135,16 +136,132 @@ async def test_concurrent_appends_keep_one_chain(database: Database, audit: Audi
 
 
 async def test_appends_from_two_processes_keep_one_chain(
-    database: Database, audit: AuditLog
+    database: Database, audit: AuditLog, ring: KeyRing
 ) -> None:
     """Two Database handles on one database (two replicas) append without forking the chain."""
     other = Database(database.url.render_as_string(hide_password=False))
     try:
         await asyncio.gather(
             *(add(database, audit) for _ in range(10)),
-            *(add(other, AuditLog(other)) for _ in range(10)),
+            *(add(other, AuditLog(other, ring)) for _ in range(10)),
         )
     finally:
         await other.dispose()
     check = await audit.verify()
     assert (check.ok, check.checked) == (True, 20)
+
+
+async def rehash_from(database: Database, seq: int, **changes: Any) -> None:
+    """What an attacker with database access but no key does: edit entry ``seq`` and recompute
+    every hash from there on, so the chain itself is consistent again."""
+    async with database.transaction() as s:
+        rows = list(await s.scalars(select(AuditRow).order_by(AuditRow.seq)))
+        prev = GENESIS_HASH
+        for row in rows:
+            if row.seq == seq:
+                for name, value in changes.items():
+                    setattr(row, name, value)
+            if row.seq >= seq:
+                fields = {
+                    k: getattr(row, k)
+                    for k in ("seq", "at", "actor", "org_id", "action", "target_type", "target_id")
+                }
+                row.prev_hash = prev
+                row.hash = entry_hash(prev, **fields, before=row.before, after=row.after)
+            prev = row.hash
+
+
+async def test_verify_detects_a_chain_rehashed_to_the_end(
+    database: Database, audit: AuditLog
+) -> None:
+    """An edit with every later hash recomputed leaves a consistent chain, which no longer ends
+    in the signed head's hash."""
+    await add(database, audit, 4)
+    await rehash_from(database, 2, actor="mallory")
+    check = await audit.verify()
+    assert (check.ok, check.checked) == (False, 4)
+    assert "re-hashed" in check.reason
+
+
+async def test_verify_detects_the_newest_entries_deleted(
+    database: Database, audit: AuditLog
+) -> None:
+    """Cutting off the tail leaves a valid shorter chain; the signed head still names entry 5."""
+    await add(database, audit, 5)
+    async with database.transaction() as s:
+        await s.execute(delete(AuditRow).where(AuditRow.seq >= 4))
+    check = await audit.verify()
+    assert (check.ok, check.first_bad_seq, check.checked) == (False, 4, 3)
+    assert "newest entries were deleted" in check.reason
+    async with database.transaction() as s:  # every entry gone, the head left
+        await s.execute(delete(AuditRow))
+    check = await audit.verify()
+    assert (check.ok, check.first_bad_seq) == (False, 1)
+
+
+async def test_verify_detects_entries_added_after_the_head(
+    database: Database, audit: AuditLog
+) -> None:
+    """An entry appended by hand (hashed correctly, but not signed) is refused."""
+    (*_, last) = await add(database, audit, 2)
+    forged = {
+        "seq": 3,
+        "at": last.at,
+        "actor": "mallory",
+        "org_id": None,
+        "action": "thing.change",
+        "target_type": "thing",
+        "target_id": "t9",
+        "before": None,
+        "after": None,
+    }
+    async with database.transaction() as s:
+        s.add(AuditRow(**forged, prev_hash=last.hash, hash=entry_hash(last.hash, **forged)))
+    check = await audit.verify()
+    assert (check.ok, check.first_bad_seq, check.checked) == (False, 3, 2)
+    assert "added outside Callout" in check.reason
+
+
+async def test_verify_detects_a_deleted_or_forged_head(database: Database, audit: AuditLog) -> None:
+    """The head cannot be deleted, nor moved to a re-hashed chain without the key."""
+    await add(database, audit, 3)
+    await rehash_from(database, 3, actor="mallory")
+    async with database.transaction() as s:
+        row = await s.scalar(select(AuditRow).where(AuditRow.seq == 3))
+        assert row is not None
+        await s.execute(update(AuditHead).values(hash=row.hash))  # the old signature stays
+    check = await audit.verify()
+    assert check.ok is False
+    assert "signature does not match" in check.reason
+    async with database.transaction() as s:
+        await s.execute(delete(AuditHead))
+    check = await audit.verify()
+    assert check.ok is False
+    assert "head is missing" in check.reason
+
+
+async def test_verify_needs_the_key_that_signed_the_head(
+    database: Database, audit: AuditLog, ring: KeyRing
+) -> None:
+    """A ring without the signing key cannot vouch for the log, and says which key it needs;
+    a ring that also holds it (after a rotation, say) verifies."""
+    await add(database, audit, 2)
+    stranger = KeyRing([MasterKey.generate("k2")])
+    check = await AuditLog(database, stranger).verify()
+    assert check.ok is False
+    assert "'k1', which is not in the key ring" in check.reason
+    assert (await AuditLog(database, stranger.with_key(ring.primary)).verify()).ok
+
+
+async def test_a_verify_racing_appends_does_not_report_tampering(
+    database: Database, audit: AuditLog
+) -> None:
+    """verify() reads the head and then the chain; appends landing in between are not a
+    truncation or a forgery."""
+    await add(database, audit, 3)
+    checks, _ = await asyncio.gather(
+        asyncio.gather(*(audit.verify() for _ in range(5))),
+        asyncio.gather(*(add(database, audit) for _ in range(5))),
+    )
+    assert [c.reason for c in checks if not c.ok] == []
+    assert (await audit.verify()).checked == 8

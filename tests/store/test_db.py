@@ -20,6 +20,7 @@ from callout.store.models import Base
 TABLES = {
     "alembic_version",
     "api_keys",
+    "audit_head",
     "audit_log",
     "connection_secrets",
     "connections",

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from callout.crypto import KeyRing
 from callout.store.audit import AuditLog
 from callout.store.db import Database
 from callout.store.errors import Forbidden, NotFound, StoreConflict, StoreError
@@ -241,12 +242,12 @@ async def test_a_publish_that_keeps_colliding_gives_up(
 
 
 async def test_two_replicas_publishing_together_number_without_gaps(
-    database: Database,
+    database: Database, ring: KeyRing
 ) -> None:
     """Two Database handles (two processes) publishing one slug at once share 1..20."""
     other = Database(database.url.render_as_string(hide_password=False))
     try:
-        mine, theirs = SpecStore(database), SpecStore(other)
+        mine, theirs = SpecStore(database, ring), SpecStore(other, ring)
         results = await asyncio.gather(
             *(publish(mine if i % 2 else theirs, spec_doc(rev=i)) for i in range(20))
         )

@@ -298,7 +298,8 @@ def keys_rotate_master() -> None:
 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonFlag = False) -> None:
-    """Check the audit log's hash chain: an edited or deleted entry is found."""
+    """Check the audit log's hash chain and signed head: an edited, deleted or added entry and a
+    cut-off tail are found."""
 
     async def action(rt: Runtime) -> int:
         result = await rt.audit.verify()

@@ -140,7 +140,7 @@ def build_runtime(
 ) -> Runtime:
     """A runtime over an open, migrated database (tests pass theirs); its history recorder is
     not started yet (``await rt.recorder.start()``)."""
-    specs = SpecStore(db)
+    specs = SpecStore(db, ring)
     connections = ConnectionStore(db, ring)
     source = StoreIntegrationSource(specs, connections, ttl_s=settings.cache_ttl_ms / 1000)
     engine = Engine(settings.engine_config(), resolver=resolver, integrations=source)
@@ -151,7 +151,7 @@ def build_runtime(
         ring,
         specs,
         connections,
-        AuditLog(db),
+        AuditLog(db, ring),
         source,
         engine,
         history,

@@ -3,8 +3,8 @@
 Use::
 
     db = await open_database(default_database_url(data_dir))  # migrated to the newest schema
-    specs, audit = SpecStore(db), AuditLog(db)
-    connections = ConnectionStore(db, load_key_ring(env_value, key_file))
+    ring = load_key_ring(env_value, key_file)
+    specs, audit, connections = SpecStore(db, ring), AuditLog(db, ring), ConnectionStore(db, ring)
 """
 
 from callout.store.audit import AuditEntry, AuditLog, AuditVerification

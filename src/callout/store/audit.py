@@ -1,14 +1,19 @@
-"""The append-only audit log, chained by hashes so that editing or deleting an entry shows.
+"""The append-only audit log, chained by hashes and capped by a signed head, so that editing,
+deleting or truncating entries shows.
 
-Threat: someone with write access to the database (a stolen backup restored with changes, an
-operator covering tracks) edits or deletes audit entries. Each entry's ``hash`` is
-``sha256(prev_hash + canonical JSON of the entry)``, so ``verify()`` detects an edited entry (its
-hash no longer matches), a deleted one (a gap in ``seq``) and an edit whose hash was recomputed
-(the next entry's ``prev_hash`` no longer matches). Truncating the newest entries leaves a valid
-shorter chain: keep ``AuditVerification.head_hash`` somewhere else to detect that too.
+Threat: someone with write access to the database but not to the master keys (a stolen backup
+restored with changes, an operator covering tracks) edits, deletes or adds audit entries. Each
+entry's ``hash`` is ``sha256(prev_hash + canonical JSON of the entry)``, so ``verify()`` detects
+an edited entry (its hash no longer matches), a deleted one (a gap in ``seq``) and an edit whose
+hash alone was recomputed (the next entry's ``prev_hash`` no longer matches). A hash chain alone
+cannot show a cut-off tail, or a chain re-hashed from the edit onwards: so every append also
+rewrites the **head** (the newest seq and hash) signed with an HMAC under the primary master key
+(``KeyRing.sign``), and ``verify()`` checks that the chain ends exactly there. Not covered: an
+attacker who saved an old head row and later truncates the log back to it (only a copy of the
+head kept outside the database shows that; ``AuditVerification.head_hash`` is the value to keep).
 
-Entries are appended inside the writer's own transaction (the change and its entry commit
-together or not at all), serialised by ``Database.lock`` (PostgreSQL) or the write lock
+Entries are appended inside the writer's own transaction (the change, its entry and the head
+commit together or not at all), serialised by ``Database.lock`` (PostgreSQL) or the write lock
 (SQLite), with the ``seq`` primary key as the backstop. Entries never hold a secret value or a
 ciphertext: callers pass metadata only.
 """
@@ -25,8 +30,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callout.crypto import KeyRing
 from callout.store.db import Database
-from callout.store.models import AuditRow, utcnow
+from callout.store.models import AuditHead, AuditRow, utcnow
 
 __all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "AuditVerification", "entry_hash"]
 
@@ -34,6 +40,9 @@ __all__ = ["GENESIS_HASH", "AuditEntry", "AuditLog", "AuditVerification", "entry
 GENESIS_HASH = "0" * 64
 _LOCK = "callout:audit"
 _VERIFY_BATCH = 1000
+#: What the head's HMAC key is derived for (``KeyRing.sign``).
+HEAD_PURPOSE = "audit-head"
+_HEAD_ID = 1
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,10 @@ def entry_hash(prev_hash: str, **entry: Any) -> str:
     return hashlib.sha256((prev_hash + _canonical(fields)).encode()).hexdigest()
 
 
+def _head_message(seq: int, hash_: str) -> bytes:
+    return f"{HEAD_PURPOSE}:{seq}:{hash_}".encode()
+
+
 def _fields(row: AuditRow) -> dict[str, Any]:
     return {
         "seq": row.seq,
@@ -99,10 +112,15 @@ def _entry(row: AuditRow) -> AuditEntry:
 
 
 class AuditLog:
-    """Appends (inside other repositories' transactions), lists and verifies the audit log."""
+    """Appends (inside other repositories' transactions), lists and verifies the audit log.
 
-    def __init__(self, db: Database) -> None:
+    ``ring`` signs the head on every append (with its primary key) and checks it in ``verify``
+    (with whichever of its keys signed it): a ring without that key cannot verify the log.
+    """
+
+    def __init__(self, db: Database, ring: KeyRing) -> None:
         self._db = db
+        self._ring = ring
 
     async def append(
         self,
@@ -143,6 +161,13 @@ class AuditLog:
         )
         row.hash = entry_hash(prev, **_fields(row))
         session.add(row)
+        key_id, signature = self._ring.sign(HEAD_PURPOSE, _head_message(seq, row.hash))
+        head_row = await session.get(AuditHead, _HEAD_ID)
+        if head_row is None:
+            head_row = AuditHead(id=_HEAD_ID)
+            session.add(head_row)
+        head_row.seq, head_row.hash = seq, row.hash
+        head_row.key_id, head_row.signature = key_id, signature
         await session.flush()
         return _entry(row)
 
@@ -162,28 +187,109 @@ class AuditLog:
             return [_entry(row) for row in await s.scalars(query)]
 
     async def verify(self) -> AuditVerification:
-        """Walk the whole chain, oldest first, and report the first entry that breaks it."""
-        expected, prev, checked = 1, GENESIS_HASH, 0
+        """Walk the chain oldest first up to the signed head, reporting the first entry that
+        breaks it; then check the head's signature, that the chain ends in its hash, and that
+        nothing follows it.
+
+        Appends may land while it runs: the head is read before the entries it covers, and
+        entries found past it are walked too once a re-read head covers them.
+        """
+        head = await self._head()
+        walk = _Walk()
+        while True:
+            end = 0 if head is None else head.seq
+            async with self._db.session() as s:
+                broken = await walk.until(s, end)
+            if broken is not None:
+                return broken
+            if walk.checked < end:
+                return walk.fail(
+                    walk.checked + 1,
+                    f"the log ends at entry {walk.checked} but the signed head is entry {end}: "
+                    "the newest entries were deleted",
+                )
+            if head is not None:
+                problem = self._head_problem(head, walk.prev)
+                if problem is not None:
+                    return walk.fail(None, problem)
+            async with self._db.session() as s:
+                beyond = await s.scalar(select(AuditRow.seq).where(AuditRow.seq > end).limit(1))
+            if beyond is None:
+                head_hash = None if walk.checked == 0 else walk.prev
+                return AuditVerification(
+                    True, walk.checked, None, f"{walk.checked} entries intact", head_hash
+                )
+            newer = await self._head()
+            if newer is None or newer.seq <= end:  # nothing signed them: not Callout's appends
+                if head is None:
+                    why = "the signed head is missing: it was deleted, so truncation would not show"
+                    return walk.fail(None, why)
+                return walk.fail(
+                    end + 1, f"entries after {end}, the signed head, were added outside Callout"
+                )
+            head = newer
+
+    async def _head(self) -> _Head | None:
         async with self._db.session() as s:
-            while True:
-                query = select(AuditRow).where(AuditRow.seq >= expected)
-                rows = list(await s.scalars(query.order_by(AuditRow.seq).limit(_VERIFY_BATCH)))
-                if not rows:
-                    break
-                for row in rows:
-                    if row.seq != expected:
-                        why = f"entry {expected} is missing (the next is {row.seq}): deleted"
-                        return AuditVerification(False, checked, expected, why)
-                    if row.hash != entry_hash(row.prev_hash, **_fields(row)):
-                        why = f"entry {row.seq} does not match its hash: edited"
-                        return AuditVerification(False, checked, row.seq, why)
-                    if row.prev_hash != prev:
-                        why = (
-                            f"entry {row.seq} does not link to entry {row.seq - 1}: "
-                            "an earlier entry was edited and re-hashed, or replaced"
-                        )
-                        return AuditVerification(False, checked, row.seq, why)
-                    prev, expected, checked = row.hash, expected + 1, checked + 1
-                s.expunge_all()
-        head = None if checked == 0 else prev
-        return AuditVerification(True, checked, None, f"{checked} entries intact", head)
+            row = await s.get(AuditHead, _HEAD_ID)
+            return None if row is None else _Head(row.seq, row.hash, row.key_id, row.signature)
+
+    def _head_problem(self, head: _Head, last_hash: str) -> str | None:
+        """Why the signed head does not vouch for a chain ending in ``last_hash``, or None."""
+        if head.key_id not in self._ring.key_ids():
+            return (
+                f"the head is signed with master key {head.key_id!r}, which is not in the key "
+                f"ring (knows {', '.join(self._ring.key_ids())}); verify with the ring that "
+                "holds it"
+            )
+        message = _head_message(head.seq, head.hash)
+        if not self._ring.verify_signature(HEAD_PURPOSE, message, head.key_id, head.signature):
+            return "the head's signature does not match: the head was edited"
+        if head.hash != last_hash:
+            return (
+                "the chain does not end in the signed head's hash: entries were edited and the "
+                "chain re-hashed"
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    hash: str
+    key_id: str
+    signature: str
+
+
+class _Walk:
+    """The chain checked so far: the next seq expected, the last hash, how many entries."""
+
+    def __init__(self) -> None:
+        self.expected, self.prev, self.checked = 1, GENESIS_HASH, 0
+
+    def fail(self, seq: int | None, why: str) -> AuditVerification:
+        return AuditVerification(False, self.checked, seq, why)
+
+    async def until(self, s: AsyncSession, end: int) -> AuditVerification | None:
+        """Check entries up to seq ``end``; a failure, or None (``checked`` says how far)."""
+        while self.expected <= end:
+            query = select(AuditRow).where(AuditRow.seq >= self.expected, AuditRow.seq <= end)
+            rows = list(await s.scalars(query.order_by(AuditRow.seq).limit(_VERIFY_BATCH)))
+            if not rows:
+                return None
+            for row in rows:
+                if row.seq != self.expected:
+                    why = f"entry {self.expected} is missing (the next is {row.seq}): deleted"
+                    return self.fail(self.expected, why)
+                if row.hash != entry_hash(row.prev_hash, **_fields(row)):
+                    return self.fail(row.seq, f"entry {row.seq} does not match its hash: edited")
+                if row.prev_hash != self.prev:
+                    why = (
+                        f"entry {row.seq} does not link to entry {row.seq - 1}: "
+                        "an earlier entry was edited and re-hashed, or replaced"
+                    )
+                    return self.fail(row.seq, why)
+                self.prev, self.expected = row.hash, self.expected + 1
+                self.checked += 1
+            s.expunge_all()
+        return None

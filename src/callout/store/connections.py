@@ -89,9 +89,18 @@ class ConnectionStore:
 
     def __init__(self, db: Database, ring: KeyRing) -> None:
         self._db = db
-        self._audit = AuditLog(db)
-        #: The key ring; replace it after a rotation so new seals use the new primary.
         self.ring = ring
+
+    @property
+    def ring(self) -> KeyRing:
+        """The key ring; replace it after a rotation so new seals (and the audit log's signed
+        head) use the new primary."""
+        return self._ring
+
+    @ring.setter
+    def ring(self, ring: KeyRing) -> None:
+        self._ring = ring
+        self._audit = AuditLog(self._db, ring)
 
     def _live(self, org_id: str, connection_id: str) -> Select[Connection]:
         return select(Connection).where(

@@ -30,6 +30,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "ApiKey",
+    "AuditHead",
     "AuditRow",
     "Base",
     "Connection",
@@ -169,6 +170,19 @@ class AuditRow(Base):
     after: Mapped[Any] = mapped_column(_json, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String)
     hash: Mapped[str] = mapped_column(String)
+
+
+class AuditHead(Base):
+    """The audit log's newest entry, signed with a master key (one row, ``id`` 1): whoever can
+    write the database but not read the keys cannot cut the tail off or re-hash the chain."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInt)
+    hash: Mapped[str] = mapped_column(String)
+    key_id: Mapped[str] = mapped_column(String)
+    signature: Mapped[str] = mapped_column(String)
 
 
 class Run(Base):

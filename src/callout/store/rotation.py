@@ -42,9 +42,11 @@ Progress = Callable[[int, int], None]
 ACTOR = "system:key-rotation"
 
 
-async def _audit(db: Database, action: str, target: str, before: object, after: object) -> None:
+async def _audit(
+    db: Database, ring: KeyRing, action: str, target: str, before: object, after: object
+) -> None:
     async with db.transaction() as s:
-        await AuditLog(db).append(
+        await AuditLog(db, ring).append(
             s,
             actor=ACTOR,
             org_id=None,
@@ -70,10 +72,11 @@ async def rotate_master_key(
     """
     new_ring, key = rotation_plan(ring)
     # Audit first: no key change without its entry (an entry without a change is harmless).
-    await _audit(db, "key.rotate", key.key_id, _ids(ring), _ids(new_ring))
+    await _audit(db, ring, "key.rotate", key.key_id, _ids(ring), _ids(new_ring))
     write_key_file(key_file, new_ring)
     done = await _reseal(db, new_ring, on_progress)
-    await _audit(db, "key.rotate.complete", key.key_id, None, {**_ids(new_ring), "resealed": done})
+    after = {**_ids(new_ring), "resealed": done}
+    await _audit(db, new_ring, "key.rotate.complete", key.key_id, None, after)
     return new_ring
 
 
@@ -83,7 +86,7 @@ async def reseal_pending(
     """Finish an interrupted rotation: reseal every row not on ``ring``'s primary key."""
     done = await _reseal(db, ring, on_progress)
     after = {**_ids(ring), "resealed": done, "resumed": True}
-    await _audit(db, "key.rotate.complete", ring.primary.key_id, None, after)
+    await _audit(db, ring, "key.rotate.complete", ring.primary.key_id, None, after)
     return done
 
 
@@ -165,6 +168,6 @@ async def drop_retired_keys(db: Database, key_file: Path, ring: KeyRing) -> KeyR
     new_ring = ring
     for key_id in retired:
         new_ring = new_ring.without(key_id)
-    await _audit(db, "key.drop", primary, _ids(ring), {**_ids(new_ring), "dropped": retired})
+    await _audit(db, ring, "key.drop", primary, _ids(ring), {**_ids(new_ring), "dropped": retired})
     write_key_file(key_file, new_ring)
     return new_ring

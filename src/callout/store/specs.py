@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from callout.crypto import KeyRing
 from callout.store.audit import AuditLog
 from callout.store.db import Database
 from callout.store.errors import Forbidden, NotFound, StoreConflict, StoreError
@@ -105,9 +106,10 @@ def _identity(document: Mapping[str, Any]) -> tuple[str, str, str]:
 class SpecStore:
     """Publish, read and change the status of integration specs, scoped by org."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ring: KeyRing) -> None:
+        """``ring`` signs the audit log's head (``AuditLog``); specs hold no secrets."""
         self._db = db
-        self._audit = AuditLog(db)
+        self._audit = AuditLog(db, ring)
 
     async def publish(
         self,
