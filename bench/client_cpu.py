@@ -89,11 +89,11 @@ async def _node(port: int, n: int) -> float:
 
 
 async def _integration(port: int, n: int, data_dir: Path) -> float:
-    rt, flow = await _store_runtime(port, data_dir)
+    rt, _, node = await _store_runtime(port, data_dir)
 
     async def one(i: int) -> None:
         scopes: dict[str, Any] = {"event": {"from": f"+1555{i}"}, "vars": {"i": i}}
-        result = await rt.engine.run_flow(flow, org_id="bench", **scopes)
+        result = await rt.engine.run_node(node, org_id="bench", **scopes)
         assert result.vars["crmId"] == "c-1001"
 
     try:

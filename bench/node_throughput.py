@@ -6,13 +6,15 @@ concurrency and request count, we time (a) a raw aiohttp client loop doing the e
 templated URL and JSON body whose response is parsed into vars: prepared once and run per call
 (how a host platform's flow engine embeds it), and inside a flow run by Callout's runner. Then
 (c) an integration node against a spec and connection stored in SQLite (cached after the first
-call) and (d) the same with run history recorded (flushed inside the timing). Each variant is
-paired with a raw baseline measured just before it; medians of the per-pair ratios are reported.
+call), prepared and run per call like the http node, (d) the same node inside a flow, and (e)
+that flow with run history recorded (flushed inside the timing). Each variant is paired with a
+raw baseline measured just before it; medians of the per-pair ratios are reported.
 
     .venv/bin/python bench/node_throughput.py [--requests 3000] [--concurrency 64] [--rounds 5]
 
 The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio", ...}
-(ratios of the other variants too: "flow_ratio", "integration_ratio", "history_ratio").
+(ratios of the other variants too: "flow_ratio", "integration_ratio",
+"integration_flow_ratio", "history_ratio").
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from callout.engine.engine import Engine
+from callout.engine.engine import Engine, PreparedNode
 from callout.engine.runner import CompiledFlow
 from callout.engine.services import EngineConfig
 from callout.guard import EgressPolicy
@@ -198,7 +200,7 @@ SPEC = {
 }
 
 
-async def _store_runtime(port: int, data_dir: Path) -> tuple[Runtime, CompiledFlow]:
+async def _store_runtime(port: int, data_dir: Path) -> tuple[Runtime, CompiledFlow, PreparedNode]:
     """A runtime on SQLite with the spec published and a connection made (cached after the
     first call, as on a live service)."""
     settings = Settings(data_dir=data_dir, egress_allow="127.0.0.1/32")
@@ -214,47 +216,48 @@ async def _store_runtime(port: int, data_dir: Path) -> tuple[Runtime, CompiledFl
         secrets={"apiKey": "sk-bench-123456"},
         actor="bench",
     )
+    node = {
+        "id": "lookup",
+        "type": "apiCall",
+        "config": {
+            "mode": "integration",
+            "integrationSlug": "bench-crm",
+            "integrationVersion": 1,
+            "operationKey": "lookup",
+            "connectionId": connection.id,
+            "inputs": {"from": "{{event.from}}", "i": "{{vars.i}}"},
+            "cases": [{"path": "outcome", "op": "eq", "value": "2xx", "nodeId": "end"}],
+        },
+    }
     flow = rt.engine.load_flow(
         {
             "id": "bench-integration",
-            "nodes": [
-                {"id": "start", "type": "onFlowStart", "on": {"__next": "lookup"}},
-                {
-                    "id": "lookup",
-                    "type": "apiCall",
-                    "config": {
-                        "mode": "integration",
-                        "integrationSlug": "bench-crm",
-                        "integrationVersion": 1,
-                        "operationKey": "lookup",
-                        "connectionId": connection.id,
-                        "inputs": {"from": "{{event.from}}", "i": "{{vars.i}}"},
-                        "cases": [{"path": "outcome", "op": "eq", "value": "2xx", "nodeId": "end"}],
-                    },
-                },
-            ],
+            "nodes": [{"id": "start", "type": "onFlowStart", "on": {"__next": "lookup"}}, node],
         }
     )
-    return rt, flow
+    return rt, flow, rt.engine.prepare_node(node)
 
 
-async def _integration(
-    port: int, n: int, concurrency: int, data_dir: Path, *, history: bool
-) -> float:
-    rt, flow = await _store_runtime(port, data_dir)
+async def _integration(port: int, n: int, concurrency: int, data_dir: Path, *, run: str) -> float:
+    """``run``: "node" (prepared, ``run_node``, as the http node), "flow" (``run_flow``), or
+    "history" (the flow with its run history recorded)."""
+    rt, flow, node = await _store_runtime(port, data_dir)
     try:
 
         async def one(i: int) -> None:
             scopes: dict[str, Any] = {"event": {"from": f"+1555{i}"}, "vars": {"i": i}}
-            if history:
+            result: Any
+            if run == "history":
                 result = await rt.run_and_record(flow, org_id="bench", **scopes)
-            else:
+            elif run == "flow":
                 result = await rt.engine.run_flow(flow, org_id="bench", **scopes)
+            else:
+                result = await rt.engine.run_node(node, org_id="bench", **scopes)
             assert result.vars["crmId"] == "c-1001", result.vars.get("integrationError")
 
         await one(0)
         await rt.recorder.flush()
-        return await _drive(n, concurrency, one, rt.recorder.flush if history else None)
+        return await _drive(n, concurrency, one, rt.recorder.flush if run == "history" else None)
     finally:
         await rt.aclose()
 
@@ -269,10 +272,13 @@ async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str
         "http node": lambda r: _callout(port, n, concurrency, whole_flow=False),
         "http flow": lambda r: _callout(port, n, concurrency, whole_flow=True),
         "integration node": lambda r: _integration(
-            port, n, concurrency, root / f"i{r}", history=False
+            port, n, concurrency, root / f"i{r}", run="node"
+        ),
+        "integration flow": lambda r: _integration(
+            port, n, concurrency, root / f"f{r}", run="flow"
         ),
         "integration + history": lambda r: _integration(
-            port, n, concurrency, root / f"h{r}", history=True
+            port, n, concurrency, root / f"h{r}", run="history"
         ),
     }
     rates: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
@@ -302,6 +308,8 @@ async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str
         "flow_ratio": med(ratios["http flow"], 3),
         "integration_rps": med(rates["integration node"]),
         "integration_ratio": med(ratios["integration node"], 3),
+        "integration_flow_rps": med(rates["integration flow"]),
+        "integration_flow_ratio": med(ratios["integration flow"], 3),
         "history_rps": med(rates["integration + history"]),
         "history_ratio": med(ratios["integration + history"], 3),
     }
@@ -326,6 +334,7 @@ def main() -> None:
         f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "
         f"{figures['ratio']:.3f}; http flow ratio {figures['flow_ratio']:.3f}; "
         f"integration node ratio {figures['integration_ratio']:.3f}; "
+        f"integration flow ratio {figures['integration_flow_ratio']:.3f}; "
         f"integration + history ratio {figures['history_ratio']:.3f}"
     )
     print(json.dumps(figures))
