@@ -222,7 +222,10 @@ class AuditLog:
             newer = await self._head()
             if newer is None or newer.seq <= end:  # nothing signed them: not Callout's appends
                 if head is None:
-                    why = "the signed head is missing: it was deleted, so truncation would not show"
+                    why = (
+                        "the signed head is missing: it was deleted (or every entry predates "
+                        "signed heads, schema 0003, and no change has been audited since)"
+                    )
                     return walk.fail(None, why)
                 return walk.fail(
                     end + 1, f"entries after {end}, the signed head, were added outside Callout"
