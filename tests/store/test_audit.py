@@ -34,6 +34,13 @@ async def add(
     return entries
 
 
+def recomputed_hash(row: AuditRow) -> str:
+    """The hash an edited row must carry to pass its own check (what anyone can compute)."""
+    names = ("seq", "at", "actor", "org_id", "action", "target_type", "target_id")
+    fields = {k: getattr(row, k) for k in (*names, "before", "after")}
+    return entry_hash(row.prev_hash, **fields)
+
+
 async def test_entries_form_a_hash_chain(database: Database, audit: AuditLog) -> None:
     """seq counts from 1; each prev_hash is the previous entry's hash; verify() agrees."""
     entries = await add(database, audit, 5)
@@ -102,11 +109,7 @@ async def test_verify_detects_a_rehashed_edit(database: Database, audit: AuditLo
         row = await s.scalar(select(AuditRow).where(AuditRow.seq == 2))
         assert row is not None
         row.actor = "mallory"
-        fields = {
-            k: getattr(row, k)
-            for k in ("seq", "at", "actor", "org_id", "action", "target_type", "target_id")
-        }
-        row.hash = entry_hash(row.prev_hash, **fields, before=row.before, after=row.after)
+        row.hash = recomputed_hash(row)
     check = await audit.verify()
     assert (check.ok, check.first_bad_seq) == (False, 3)
     assert "link" in check.reason
@@ -162,12 +165,8 @@ async def rehash_from(database: Database, seq: int, **changes: Any) -> None:
                 for name, value in changes.items():
                     setattr(row, name, value)
             if row.seq >= seq:
-                fields = {
-                    k: getattr(row, k)
-                    for k in ("seq", "at", "actor", "org_id", "action", "target_type", "target_id")
-                }
                 row.prev_hash = prev
-                row.hash = entry_hash(prev, **fields, before=row.before, after=row.after)
+                row.hash = recomputed_hash(row)
             prev = row.hash
 
 
