@@ -90,6 +90,7 @@ _AUTH_SCHEMES = (  # mixed-case spellings ("bEaRer") are not recognised
     re.compile(r"b(?:earer|asic)[ \t]+([A-Za-z0-9._~+/-]+=*)"),
 )
 _PLAIN_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+")
+_AUTHORITY_END = re.compile(r"[/?#]")
 _AUTH_MARKERS = ("earer", "asic", "EARER", "ASIC")  # text() looks for a credential only after one
 
 
@@ -307,11 +308,16 @@ def is_sensitive_param(name: str) -> bool:
     return name.strip().lower() == "code" or is_sensitive_header(name)
 
 
+@lru_cache(maxsize=2048)  # parameter names repeat on every call, as header names do
+def _is_sensitive_raw_param(name: str) -> bool:
+    return is_sensitive_param(unquote_plus(name))
+
+
 def _masked_params(query: str) -> str:
     parts = query.split("&")
     for i, part in enumerate(parts):
         name, eq, _ = part.partition("=")
-        if eq and is_sensitive_param(unquote_plus(name)):
+        if eq and _is_sensitive_raw_param(name):
             parts[i] = f"{name}={MASK}"
     return "&".join(parts)
 
@@ -416,7 +422,8 @@ class Scrubber:
         """``url`` with userinfo and sensitive query or fragment parameter values masked."""
         scheme, sep, rest = url.partition("://")
         if sep:
-            authority_end = min((i for i in map(rest.find, "/?#") if i != -1), default=len(rest))
+            found = _AUTHORITY_END.search(rest)
+            authority_end = found.start() if found else len(rest)
             if "@" in rest[:authority_end]:
                 host = rest[:authority_end].rpartition("@")[2]
                 rest = f"{MASK}@{host}{rest[authority_end:]}"
