@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callout._jsontext import dumps, dumps_unicode, scalar
+from callout._jsontext import dumps_unicode
 from callout.engine.auth import AppliedAuth, add_query_param
 from callout.engine.context import RunContext
 from callout.errors import CalloutError, DeadlineExceeded, Outcome
@@ -30,7 +30,6 @@ __all__ = [
     "encode_json_body",
     "perform",
     "request_detail",
-    "request_detail_json",
 ]
 
 _log = logging.getLogger("callout.engine")
@@ -211,52 +210,6 @@ def request_detail(
     return detail
 
 
-#: The keys ``request_detail`` sets after ``extra``'s.
-_CALL_KEYS = frozenset(("request", "response", "attempts", "outcome", "errorCode", "status"))
-
-
-def request_detail_json(
-    request: OutboundRequest | None,
-    result: CallResult | None,
-    scrubber: Scrubber,
-    *,
-    body: Any = None,
-    extra: Mapping[str, Any] | None = None,
-) -> str:
-    """``request_detail(...)`` as ``json.dumps(..., allow_nan=False)`` writes it, byte for byte,
-    without building the dicts (run history stores one for every call)."""
-    if extra and not _CALL_KEYS.isdisjoint(extra):  # extra's keys would take those places
-        return dumps(request_detail(request, result, scrubber, body=body, extra=extra))
-    parts = []
-    if extra:
-        parts.append(dumps(dict(extra))[1:-1])
-    if request is not None:
-        parts.append(
-            f'"request": {{"method": {scalar(request.method)}, '
-            f'"url": {scalar(scrubber.url(request.url))}, '
-            f'"headers": {dumps(scrubber.headers(request.headers))}, '
-            f'"bodyPreview": {scalar(preview(body, scrubber))}}}'
-        )
-    if result is not None:
-        response = result.response
-        if response is None:
-            parts.append('"response": null')
-        else:
-            parts.append(
-                f'"response": {{"status": {scalar(response.status)}, '
-                f'"size": {scalar(response.size)}, '
-                f'"durationMs": {scalar(round(response.duration_ms, 3))}, '
-                f'"redirects": {scalar(response.redirects)}, '
-                f'"preview": {scalar(preview(response.body, scrubber))}}}'
-            )
-        code = result.error.code if result.error is not None else None
-        parts.append(
-            f'"attempts": {scalar(result.attempts)}, "outcome": {scalar(str(result.outcome))}, '
-            f'"errorCode": {scalar(code)}, "status": {scalar(result.status)}'
-        )
-    return "{" + ", ".join(parts) + "}"
-
-
 class CallTrace:
     """What run history needs to know about one call, scrubbed only when it is read.
 
@@ -295,21 +248,6 @@ class CallTrace:
     def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]:
         """The history detail: request, response, attempts, outcome and error code, scrubbed."""
         return request_detail(
-            self._request,
-            self._result,
-            scrubber or self._scrubber,
-            body=self._body,
-            extra=self._extra,
-        )
-
-    def as_json(
-        self, scrubber: Scrubber | None = None, *, reserved: frozenset[str] = frozenset()
-    ) -> str | None:
-        """``as_dict(scrubber)`` as strict JSON text (``request_detail_json``); None when one of
-        its keys is in ``reserved`` (the caller's own)."""
-        if not reserved.isdisjoint(_CALL_KEYS) or not reserved.isdisjoint(self._extra or ()):
-            return None
-        return request_detail_json(
             self._request,
             self._result,
             scrubber or self._scrubber,

@@ -95,19 +95,13 @@ class Trace(Protocol):
     """A node's history detail that is built (and scrubbed) only when it is read; ``scrubber``
     replaces the trace's own (with the run's, which holds every secret the run used).
 
-    ``scrub(value, scrubber)`` is ``(scrubber or self.scrubber).data(value)``; ``as_json`` is
-    ``as_dict`` as strict JSON text (``json.dumps(..., allow_nan=False)``), or None when one of
-    its keys is in ``reserved``.
+    ``scrub(value, scrubber)`` is ``(scrubber or self.scrubber).data(value)``.
     """
 
     @property
     def scrubber(self) -> Scrubber: ...
 
     def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]: ...
-
-    def as_json(
-        self, scrubber: Scrubber | None = None, *, reserved: frozenset[str] = frozenset()
-    ) -> str | None: ...
 
     def scrub(self, value: Any, scrubber: Scrubber | None = None) -> Any: ...
 
@@ -197,10 +191,10 @@ class NodeEvent:
                     return dumps(self.as_dict())
                 scrubber, items = run, run.to_json(detail) if detail else "{}"
             else:
-                scrubber, shown = run or detail.scrubber, detail.as_json(run, reserved=_EVENT_KEYS)
-                if shown is None:
+                scrubber, shown = run or detail.scrubber, detail.as_dict(run)
+                if not _EVENT_KEYS.isdisjoint(shown):
                     return None
-                items = shown
+                items = dumps(shown)
             changed = scrubber.to_json(self.vars_changed) if self.vars_changed else "{}"
             error = self.error
             if error is not None:
