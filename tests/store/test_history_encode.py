@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.sqlite.aiosqlite import dialect as aiosqlite_dialect
@@ -227,6 +227,9 @@ def sqlalchemy_binds(dialect_name: str) -> Any:
 
 @settings(max_examples=300, deadline=None)
 @given(when=AWARE, seconds=st.floats(min_value=0, max_value=253_000_000_000))
+@example(when=datetime(2026, 5, 20, tzinfo=UTC), seconds=1_780_000_000.0000005)  # half a us
+@example(when=datetime(2026, 5, 20, tzinfo=UTC), seconds=1_779_999_999.9999996)  # carries
+@example(when=datetime(2026, 5, 20, tzinfo=UTC), seconds=0.0000025)
 def test_property_timestamps_bind_as_sqlalchemy_binds_them(when: datetime, seconds: float) -> None:
     """For any aware datetime and any epoch float, the store's own conversion gives what the
     column type's bind processor gives, on both dialects (so reads, order and purge agree)."""

@@ -15,10 +15,12 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Table, and_, delete, func, or_, select
 
+from callout._jsontext import dumps
 from callout.store.db import Database
 from callout.store.models import Run, RunEvent
 
@@ -83,8 +85,7 @@ class RunRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class EncodedRun:
+class EncodedRun(NamedTuple):
     """A run as the rows ``write_batch`` stores, scrubbed and encoded (``HistoryStore.encode``)."""
 
     run_id: str
@@ -172,7 +173,7 @@ class HistoryStore:
             result.status,
             epoch_stamp(result.started_at),
             round(result.duration_ms),
-            _json(list(result.path)),
+            _path_json(result.path),
             None if error is None else _scrubbed_json(scrubber, error),
             result.ended_by,
             len(events),
@@ -327,7 +328,7 @@ def _encoded_event(
 ) -> tuple[Any, ...]:
     """``_event_row(run_id, seq, event.as_dict(), stamp)``, from ``event.as_json()`` when it
     can be built so."""
-    data = event.as_json() if isinstance(event.started_at, int | float) else None
+    data = event.as_json() if isinstance(event.started_at, (float, int)) else None
     if data is None:
         return _event_row(run_id, seq, event.as_dict(), stamp)
     return (
@@ -361,6 +362,14 @@ def _event_row(
     )
 
 
+def _path_json(path: list[str]) -> str:
+    """``_json(list(path))``: node ids, strict JSON already (the encoder's set-up saved)."""
+    try:
+        return dumps(path)
+    except (TypeError, ValueError, RecursionError):
+        return _json(list(path))
+
+
 def _scrubbed_json(scrubber: Scrubber, value: Any) -> str:
     """``_json(scrubber.data(value))``, without the copy when nothing needs scrubbing."""
     try:
@@ -380,7 +389,23 @@ def _sqlite_stamp(value: datetime) -> str:
 
 
 def _sqlite_epoch_stamp(seconds: float) -> str:
-    return _sqlite_text(datetime.fromtimestamp(seconds, UTC))
+    """``_sqlite_stamp(datetime.fromtimestamp(seconds, UTC))``, with the text up to the second
+    cached: a run and its events mostly start within the same second."""
+    # fromtimestamp's own split: modf, then the fraction's microseconds rounded half to even.
+    fraction, whole = math.modf(seconds)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    return f"{_sqlite_second(whole)}.{micro:06d}"
+
+
+@lru_cache(maxsize=64)
+def _sqlite_second(whole: float) -> str:
+    return _sqlite_text(datetime.fromtimestamp(whole, UTC))[:19]
 
 
 def _sqlite_text(v: datetime) -> str:
