@@ -31,6 +31,9 @@ slower than a few ``find`` calls, and ``re`` keeps the pattern, hence the secret
 cache after the call. The work stays linear on hostile input: a stretch of overlapping occurrences
 ("aaaa" in a megabyte of "a") is taken whole, and each base64 run is widened once.
 
+Data bound for storage is checked before it is copied: ``to_json`` encodes a value first and
+walks it (``data()``) only when the JSON text holds one of the strings ``text()`` starts from.
+
 Header values and URL query parameters whose *name* marks them as credentials are masked whole
 (``is_sensitive_header``, ``is_sensitive_param``), as is userinfo in a URL.
 
