@@ -31,6 +31,9 @@ slower than a few ``find`` calls, and ``re`` keeps the pattern, hence the secret
 cache after the call. The work stays linear on hostile input: a stretch of overlapping occurrences
 ("aaaa" in a megabyte of "a") is taken whole, and each base64 run is widened once.
 
+Data bound for storage is checked before it is copied: ``to_json`` encodes a value first and
+walks it (``data()``) only when the JSON text holds one of the strings ``text()`` starts from.
+
 Header values and URL query parameters whose *name* marks them as credentials are masked whole
 (``is_sensitive_header``, ``is_sensitive_param``), as is userinfo in a URL.
 
@@ -55,6 +58,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, unquote_plus
 
+from callout._jsontext import dumps as _strict_json
 from callout.errors import InvalidError
 
 if TYPE_CHECKING:
@@ -89,6 +93,8 @@ _AUTH_SCHEMES = (  # mixed-case spellings ("bEaRer") are not recognised
     re.compile(r"b(?:earer|asic)[ \t]+([A-Za-z0-9._~+/-]+=*)"),
 )
 _PLAIN_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+")
+_AUTHORITY_END = re.compile(r"[/?#]")
+_AUTH_MARKERS = ("earer", "asic", "EARER", "ASIC")  # text() looks for a credential only after one
 
 
 class SecretTooShortError(InvalidError, ValueError):
@@ -305,19 +311,29 @@ def is_sensitive_param(name: str) -> bool:
     return name.strip().lower() == "code" or is_sensitive_header(name)
 
 
+@lru_cache(maxsize=2048)  # parameter names repeat on every call, as header names do
+def _is_sensitive_raw_param(name: str) -> bool:
+    return is_sensitive_param(unquote_plus(name))
+
+
 def _masked_params(query: str) -> str:
     parts = query.split("&")
     for i, part in enumerate(parts):
         name, eq, _ = part.partition("=")
-        if eq and is_sensitive_param(unquote_plus(name)):
+        if eq and _is_sensitive_raw_param(name):
             parts[i] = f"{name}={MASK}"
     return "&".join(parts)
+
+
+def _brackets(text: str) -> int:
+    """At least the number of containers in the JSON ``text`` (brackets in strings count too)."""
+    return text.count("[") + text.count("{")
 
 
 class Scrubber:
     """Built once per call from the secrets in play; immutable; cheap to apply."""
 
-    __slots__ = ("_base64", "_secrets", "_text")
+    __slots__ = ("_base64", "_blind", "_needles", "_secrets", "_text")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         """Empty strings are ignored; a secret shorter than 4 raises ``SecretTooShortError``."""
@@ -336,6 +352,12 @@ class Scrubber:
                 text.append((anchor, tuple(sorted(_text_forms(secret), key=len, reverse=True))))
         self._text = tuple(text)
         self._base64 = tuple(sorted({m for s in unique for m in _base64_middles(s)}))
+        # What text() must find before it masks anything (see to_json); all of it is printable
+        # ASCII other than a quote or a backslash, which JSON never escapes. A secret with no
+        # plain character has no such anchor, so with one every value is walked.
+        anchors = [anchor or forms[0] for anchor, forms in text]
+        self._blind = any(not _PLAIN_RUN.search(secret) for secret in unique)
+        self._needles = (*dict.fromkeys(anchors), *self._base64, *_AUTH_MARKERS)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -360,8 +382,40 @@ class Scrubber:
                 spans.append((start, end))
                 start = value.find(middle, end)  # any later hit inside this run adds nothing
         if "earer" in value or "asic" in value or "EARER" in value or "ASIC" in value:
-            _credential_spans(value, spans)
+            _credential_spans(value, spans)  # _AUTH_MARKERS, spelled out: faster
         return _masked(value, spans) if spans else value
+
+    def to_json(self, value: Any) -> str:
+        """``json.dumps(self.data(value), allow_nan=False)``, raising what that raises, but
+        without the deep copy when there is nothing to scrub.
+
+        ``value`` is encoded first. ``text()`` masks nothing in a string unless the string holds
+        one of its needles: a secret's anchor (its longest run of characters that no encoding
+        changes, which every non-base64 form keeps; an all-plain secret is its own anchor), a
+        base64 middle, or a Bearer/Basic marker. JSON writes each of those characters as is, so
+        a needle in any string of ``value``, key or value, at any depth, is a needle in the
+        encoded text. When the text holds none (and has fewer than ``MAX_DEPTH`` brackets, so
+        no container is deep enough to be masked whole), ``data(value)`` would equal
+        ``value``, and the text is returned. Otherwise, or when ``value`` is not strict JSON
+        as it is (bytes, sets, NaN), it is copied and scrubbed first, as ``data()`` does.
+        """
+        try:
+            encoded = _strict_json(value)
+        except (TypeError, ValueError, RecursionError):  # RecursionError: a cycle, or very deep
+            encoded = ""
+        if not encoded or self._may_hold(encoded) or _brackets(encoded) >= MAX_DEPTH:
+            return json.dumps(self.data(value), allow_nan=False)  # checks cycles, unlike the other
+        return encoded
+
+    def _may_hold(self, text: str) -> bool:
+        """Whether ``text`` holds anything ``text()`` looks for (False proves it masks nothing
+        in ``text`` or in any string whose JSON encoding lies inside it)."""
+        if self._blind:
+            return True
+        for needle in self._needles:  # noqa: SIM110  -- a loop: any() over a generator is slower
+            if needle in text:
+                return True
+        return False
 
     def error_message(self, message: str) -> str:
         """An error message fit to show: ``text()``, named for its call sites."""
@@ -371,7 +425,8 @@ class Scrubber:
         """``url`` with userinfo and sensitive query or fragment parameter values masked."""
         scheme, sep, rest = url.partition("://")
         if sep:
-            authority_end = min((i for i in map(rest.find, "/?#") if i != -1), default=len(rest))
+            found = _AUTHORITY_END.search(rest)
+            authority_end = found.start() if found else len(rest)
             if "@" in rest[:authority_end]:
                 host = rest[:authority_end].rpartition("@")[2]
                 rest = f"{MASK}@{host}{rest[authority_end:]}"

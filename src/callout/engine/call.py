@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from callout._jsontext import dumps_unicode
 from callout.engine.auth import AppliedAuth, add_query_param
 from callout.engine.context import RunContext
 from callout.errors import CalloutError, DeadlineExceeded, Outcome
@@ -165,7 +166,7 @@ def preview(value: Any, scrubber: Scrubber, limit: int = PREVIEW_BYTES) -> str |
     and left partly visible)."""
     if value is None:
         return None
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = value if isinstance(value, str) else dumps_unicode(value)
     text = scrubber.text(text)
     if len(text) > limit:
         return text[:limit] + f"... [{len(text) - limit} more characters]"
@@ -233,6 +234,11 @@ class CallTrace:
         self._scrubber = scrubber
         self._body = body
         self._extra = extra
+
+    @property
+    def scrubber(self) -> Scrubber:
+        """This call's own scrubber: its secrets, used when the run has none to give."""
+        return self._scrubber
 
     def scrub(self, value: Any, scrubber: Scrubber | None = None) -> Any:
         """``value`` (e.g. the vars this node changed) with this call's secrets removed (or

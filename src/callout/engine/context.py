@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from callout._jsontext import dumps, scalar
 from callout.scrub import NULL_SCRUBBER, Scrubber
 from callout.spec.flow import NEXT
 
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
 __all__ = ["SCOPE_NAMES", "Detail", "NodeEvent", "RunContext", "Step", "Trace"]
 
 _NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
+#: The keys ``NodeEvent.as_dict()`` sets itself; a detail holding one of them changes the event.
+_EVENT_KEYS = frozenset(
+    ("nodeId", "nodeType", "startedAt", "durationMs", "route", "caseIndex", "varsChanged", "error")
+)
 
 #: The scopes a flow's templates and cases read (SPEC §1).
 SCOPE_NAMES = ("vars", "event", "contact", "config", "agent", "callee")
@@ -88,7 +93,13 @@ class RunContext:
 
 class Trace(Protocol):
     """A node's history detail that is built (and scrubbed) only when it is read; ``scrubber``
-    replaces the trace's own (with the run's, which holds every secret the run used)."""
+    replaces the trace's own (with the run's, which holds every secret the run used).
+
+    ``scrub(value, scrubber)`` is ``(scrubber or self.scrubber).data(value)``.
+    """
+
+    @property
+    def scrubber(self) -> Scrubber: ...
 
     def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]: ...
 
@@ -161,3 +172,42 @@ class NodeEvent:
             **detail,
             "error": dict(self.error) if self.error is not None else None,
         }
+
+    def as_json(self) -> str | None:
+        """``as_dict()`` as ``json.dumps(..., allow_nan=False)`` would write it, byte for byte,
+        without ``details()``'s deep copies when there is nothing to scrub (``to_json``).
+
+        None when it cannot be built so (a value that is not strict JSON, or a detail key that
+        is also an event key): then use ``as_dict()``. Run history calls it once per event;
+        it leaves the event as it was.
+        """
+        detail = self.detail
+        run = self.run_scrubber if self.run_scrubber.secrets else None
+        try:
+            if isinstance(detail, Mapping):
+                if not _EVENT_KEYS.isdisjoint(detail):
+                    return None
+                if run is None or self._scrubbed:  # as_dict() scrubs nothing (more) here
+                    return dumps(self.as_dict())
+                scrubber, items = run, run.to_json(detail) if detail else "{}"
+            else:
+                scrubber, shown = run or detail.scrubber, detail.as_dict(run)
+                if not _EVENT_KEYS.isdisjoint(shown):
+                    return None
+                items = dumps(shown)
+            changed = scrubber.to_json(self.vars_changed) if self.vars_changed else "{}"
+            error = self.error
+            if error is not None:
+                error_text = run.to_json(error) if run is not None else dumps(dict(error))
+            else:
+                error_text = "null"
+            more = ", " + items[1:-1] if len(items) > 2 else ""
+            return (
+                f'{{"nodeId": {scalar(self.node_id)}, "nodeType": {scalar(self.node_type)}, '
+                f'"startedAt": {scalar(self.started_at)}, '
+                f'"durationMs": {scalar(round(self.duration_ms, 3))}, '
+                f'"route": {scalar(self.route)}, "caseIndex": {scalar(self.case_index)}, '
+                f'"varsChanged": {changed}{more}, "error": {error_text}}}'
+            )
+        except (TypeError, ValueError, RecursionError):
+            return None

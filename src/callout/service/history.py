@@ -1,8 +1,8 @@
 """The history recorder: runs go on a bounded queue; one task scrubs and writes them in batches.
 
 ``record()`` costs a queue put on the call path. The writer task takes up to ``batch_size`` runs
-(or what arrived within ``flush_interval`` of the first), materialises and scrubs them
-(``RunRecord.from_result``) and writes them with ``HistoryStore.write_batch``. Nothing recorded
+(or what arrived within ``flush_interval`` of the first), scrubs and encodes them
+(``HistoryStore.encode``) and writes them with ``HistoryStore.write_batch``. Nothing recorded
 is dropped while the process lives: a failed write is retried with backoff, keeping its batch,
 and when the queue is full ``record()`` waits for room (counted in
 ``callout_history_queue_full_total``) instead of throwing the run away. ``close()`` writes
@@ -24,7 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from callout.engine.runner import RunResult
 from callout.store.errors import StoreError
-from callout.store.history import HistoryStore, RunRecord
+from callout.store.history import EncodedRun, HistoryStore, RunRecord
 
 __all__ = ["HistoryRecorder", "retention_cutoff"]
 
@@ -221,9 +221,9 @@ class HistoryRecorder:
                     return
 
     async def _write(self, batch: list[_Entry]) -> None:
-        records = []
+        records: list[EncodedRun | RunRecord] = []
         for entry in batch:
-            records.append(_to_record(entry))
+            records.append(_encode(self._store, entry))
             await asyncio.sleep(0)  # scrubbing is CPU work: let the call path run in between
         attempt = 0
         while True:
@@ -264,9 +264,9 @@ async def _next(queue: asyncio.Queue[Any], wait: float) -> Any | None:
         return None  # a cancelled get() leaves its item queued: nothing is lost
 
 
-def _to_record(entry: _Entry) -> RunRecord:
+def _encode(store: HistoryStore, entry: _Entry) -> EncodedRun | RunRecord:
     try:
-        return RunRecord.from_result(entry.result, entry.org_id)
+        return store.encode(entry.result, entry.org_id)
     except Exception as exc:  # noqa: BLE001  -- keep the run, without what could not be scrubbed
         _log.error(
             "history materialise failed",

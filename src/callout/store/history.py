@@ -1,10 +1,10 @@
 """Run history: runs and their node events, written in batches, read per org, purged by age.
 
-Everything stored here is already scrubbed: ``RunRecord.from_result`` materialises a run's vars,
-error and events through the run's scrubbers (SPEC §7) before a record exists, so this module
-never sees a secret. Writes are idempotent (a run id already stored is skipped), so a batch that
-is retried after an ambiguous failure (the commit went through, its acknowledgement did not)
-neither fails nor duplicates.
+Everything stored here is scrubbed before it is written: ``HistoryStore.encode`` (or
+``RunRecord.from_result``) passes a run's vars, error and events through the run's scrubbers
+(SPEC §7), so what ``write_batch`` stores holds no secret. Writes are idempotent (a run id
+already stored is skipped), so a batch that is retried after an ambiguous failure (the commit
+went through, its acknowledgement did not) neither fails nor duplicates.
 """
 
 from __future__ import annotations
@@ -15,19 +15,30 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Table, and_, delete, func, or_, select
 
+from callout._jsontext import dumps
 from callout.store.db import Database
 from callout.store.models import Run, RunEvent
 
 if TYPE_CHECKING:
     from sqlalchemy.sql.elements import ColumnElement
 
+    from callout.engine.context import NodeEvent
     from callout.engine.runner import RunResult
+    from callout.scrub import Scrubber
 
-__all__ = ["MAX_LIST_LIMIT", "PURGE_CHUNK", "HistoryStore", "RunRecord", "RunSummary"]
+__all__ = [
+    "MAX_LIST_LIMIT",
+    "PURGE_CHUNK",
+    "EncodedRun",
+    "HistoryStore",
+    "RunRecord",
+    "RunSummary",
+]
 
 #: The most runs one ``list()`` returns.
 MAX_LIST_LIMIT = 1000
@@ -72,6 +83,14 @@ class RunRecord:
             vars=vars_,
             events=events,
         )
+
+
+class EncodedRun(NamedTuple):
+    """A run as the rows ``write_batch`` stores, scrubbed and encoded (``HistoryStore.encode``)."""
+
+    run_id: str
+    run: tuple[Any, ...]
+    events: list[tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -124,13 +143,63 @@ class HistoryStore:
         self._db = db
         self._runs_sql = _insert_sql(db.dialect, _RUNS, _RUN_COLUMNS)
         self._events_sql = _insert_sql(db.dialect, _EVENTS, _EVENT_COLUMNS)
-        # The column type's own conversion (naive UTC text on SQLite, aware on PostgreSQL), so
-        # what is written here reads back, compares and purges like every other timestamp.
-        dialect = db.engine.dialect
-        stamp = _RUNS.c.started_at.type.dialect_impl(dialect).bind_processor(dialect)
-        self._stamp: Callable[[datetime], Any] = stamp or (lambda value: value)
+        # What the column type's own conversion gives (naive UTC text on SQLite, aware on
+        # PostgreSQL), so what is written here reads back, compares and purges like every other
+        # timestamp; done here because SQLAlchemy's processors cost ~6 us a value.
+        self._stamp: Callable[[datetime], Any]
+        self._epoch_stamp: Callable[[float], Any]
+        if db.dialect == "sqlite":
+            self._stamp, self._epoch_stamp = _sqlite_stamp, _sqlite_epoch_stamp
+        else:
+            self._stamp, self._epoch_stamp = _aware_stamp, _aware_epoch_stamp
 
-    async def write_batch(self, runs: Sequence[RunRecord]) -> None:
+    def encode(self, result: RunResult, org_id: str | None) -> EncodedRun:
+        """Scrub and encode a finished run (the costly part; keep it off the call path).
+
+        The rows are the ones ``write_batch`` makes of ``RunRecord.from_result(result,
+        org_id)``, byte for byte, built without copying what has nothing to scrub
+        (``Scrubber.to_json``, ``NodeEvent.as_json``).
+        """
+        run_id, scrubber, epoch_stamp = result.run_id, result.scrubber, self._epoch_stamp
+        events = [
+            _encoded_event(run_id, seq, event, epoch_stamp, self._stamp)
+            for seq, event in enumerate(result.events)
+        ]
+        error = result.error
+        run = (
+            run_id,
+            org_id,
+            result.flow_id,
+            result.status,
+            epoch_stamp(result.started_at),
+            round(result.duration_ms),
+            _path_json(result.path),
+            None if error is None else _scrubbed_json(scrubber, error),
+            result.ended_by,
+            len(events),
+            _scrubbed_json(scrubber, result.vars),
+        )
+        return EncodedRun(run_id, run, events)
+
+    def _encode_record(self, r: RunRecord) -> EncodedRun:
+        stamp = self._stamp
+        run = (
+            r.run_id,
+            r.org_id,
+            r.flow_id,
+            r.status,
+            stamp(r.started_at),
+            r.duration_ms,
+            _json(r.path),
+            None if r.error is None else _json(r.error),
+            r.ended_by,
+            len(r.events),
+            _json(r.vars),
+        )
+        events = [_event_row(r.run_id, seq, e, stamp) for seq, e in enumerate(r.events)]
+        return EncodedRun(r.run_id, run, events)
+
+    async def write_batch(self, runs: Sequence[RunRecord | EncodedRun]) -> None:
         """Store ``runs`` and their events in one transaction; runs already stored are skipped.
 
         Rows go to the driver's ``executemany`` as tuples with JSON already encoded: history is
@@ -139,26 +208,9 @@ class HistoryStore:
         """
         if not runs:
             return
-        stamp = self._stamp
-        run_rows = [
-            (
-                r.run_id,
-                r.org_id,
-                r.flow_id,
-                r.status,
-                stamp(r.started_at),
-                r.duration_ms,
-                _json(r.path),
-                None if r.error is None else _json(r.error),
-                r.ended_by,
-                len(r.events),
-                _json(r.vars),
-            )
-            for r in runs
-        ]
-        event_rows = [
-            _event_row(r.run_id, seq, e, stamp) for r in runs for seq, e in enumerate(r.events)
-        ]
+        encoded = [r if isinstance(r, EncodedRun) else self._encode_record(r) for r in runs]
+        run_rows = [e.run for e in encoded]
+        event_rows = [row for e in encoded for row in e.events]
         async with self._db.transaction() as session:
             connection = await session.connection()
             await connection.exec_driver_sql(self._runs_sql, run_rows)
@@ -267,6 +319,29 @@ def _org(org_id: str | None) -> ColumnElement[bool]:
     return Run.org_id.is_(None) if org_id is None else Run.org_id == org_id
 
 
+def _encoded_event(
+    run_id: str,
+    seq: int,
+    event: NodeEvent,
+    epoch_stamp: Callable[[float], Any],
+    stamp: Callable[[datetime], Any],
+) -> tuple[Any, ...]:
+    """``_event_row(run_id, seq, event.as_dict(), stamp)``, from ``event.as_json()`` when it
+    can be built so."""
+    data = event.as_json() if isinstance(event.started_at, (float, int)) else None
+    if data is None:
+        return _event_row(run_id, seq, event.as_dict(), stamp)
+    return (
+        run_id,
+        seq,
+        str(event.node_id),
+        str(event.node_type),
+        epoch_stamp(event.started_at),
+        round(round(event.duration_ms, 3) or 0),
+        data,
+    )
+
+
 def _event_row(
     run_id: str, seq: int, event: dict[str, Any], stamp: Callable[[datetime], Any]
 ) -> tuple[Any, ...]:
@@ -285,6 +360,67 @@ def _event_row(
         round(event.get("durationMs") or 0),
         _json(event),
     )
+
+
+def _path_json(path: list[str]) -> str:
+    """``_json(list(path))``: node ids, strict JSON already (the encoder's set-up saved)."""
+    try:
+        return dumps(path)
+    except (TypeError, ValueError, RecursionError):
+        return _json(list(path))
+
+
+def _scrubbed_json(scrubber: Scrubber, value: Any) -> str:
+    """``_json(scrubber.data(value))``, without the copy when nothing needs scrubbing."""
+    try:
+        return scrubber.to_json(value)
+    except (TypeError, ValueError, RecursionError):
+        return _json(scrubber.data(value))
+
+
+_SQLITE_FORMAT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's SQLite DATETIME format
+
+
+def _sqlite_stamp(value: datetime) -> str:
+    """What ``UTCDateTime`` binds on SQLite: naive UTC text with microseconds."""
+    if value.tzinfo is None:
+        raise ValueError("a stored timestamp must be timezone-aware")
+    return _sqlite_text(value.astimezone(UTC))
+
+
+def _sqlite_epoch_stamp(seconds: float) -> str:
+    """``_sqlite_stamp(datetime.fromtimestamp(seconds, UTC))``, with the text up to the second
+    cached: a run and its events mostly start within the same second."""
+    # fromtimestamp's own split: modf, then the fraction's microseconds rounded half to even.
+    fraction, whole = math.modf(seconds)
+    micro = round(fraction * 1e6)
+    if micro >= 1_000_000:
+        micro -= 1_000_000
+        whole += 1.0
+    elif micro < 0:
+        micro += 1_000_000
+        whole -= 1.0
+    return f"{_sqlite_second(whole)}.{micro:06d}"
+
+
+@lru_cache(maxsize=64)
+def _sqlite_second(whole: float) -> str:
+    return _sqlite_text(datetime.fromtimestamp(whole, UTC))[:19]
+
+
+def _sqlite_text(v: datetime) -> str:
+    return _SQLITE_FORMAT % (v.year, v.month, v.day, v.hour, v.minute, v.second, v.microsecond)
+
+
+def _aware_stamp(value: datetime) -> datetime:
+    """What ``UTCDateTime`` binds on PostgreSQL: the aware UTC datetime."""
+    if value.tzinfo is None:
+        raise ValueError("a stored timestamp must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def _aware_epoch_stamp(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _json(value: Any) -> str:
