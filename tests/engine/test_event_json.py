@@ -8,6 +8,7 @@ from typing import Any
 
 from callout.engine.context import NodeEvent, RunContext, Step
 from callout.engine.engine import Engine
+from callout.scrub import NULL_SCRUBBER, Scrubber
 from callout.spec.flow import NodeSpec
 from callout.testing import serve_app
 from tests.engine.test_apicall_http import echo_app
@@ -93,3 +94,31 @@ async def test_a_node_run_alone_encodes_as_its_dict(engine: Engine) -> None:
     assert text is not None
     assert text == strict(result.event)
     assert TOKEN not in text
+
+
+class HostTrace:
+    """A host platform's own Trace: ``as_dict`` and ``scrub``, no ``scrubber`` attribute."""
+
+    def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]:
+        return {"host": (scrubber or NULL_SCRUBBER).text(f"Bearer {TOKEN}")}
+
+    def scrub(self, value: Any, scrubber: Scrubber | None = None) -> Any:
+        return (scrubber or NULL_SCRUBBER).data(value)
+
+
+async def test_a_host_trace_without_a_scrubber_is_encoded_through_as_dict(
+    engine: Engine,
+) -> None:
+    """The Trace protocol asks for as_dict and scrub only: as_json falls back (None) for a trace
+    that has no scrubber of its own, and as_dict still gives the event, masked."""
+
+    async def traced(node: NodeSpec, ctx: RunContext) -> Step | None:
+        ctx.set_var("seen", 1)
+        return Step(detail=HostTrace())
+
+    engine.registry.simple("traced")(traced)
+    result = await engine.run_node({"id": "t", "type": "traced"})
+    assert result.event.as_json() is None
+    shown = strict(result.event)
+    assert shown is not None
+    assert json.loads(shown)["host"] == "Bearer [REDACTED]"

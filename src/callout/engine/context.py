@@ -95,11 +95,10 @@ class Trace(Protocol):
     """A node's history detail that is built (and scrubbed) only when it is read; ``scrubber``
     replaces the trace's own (with the run's, which holds every secret the run used).
 
-    ``scrub(value, scrubber)`` is ``(scrubber or self.scrubber).data(value)``.
+    ``scrub(value, scrubber)`` is ``(scrubber or the trace's own).data(value)``. A trace that
+    also exposes its own ``scrubber`` (``CallTrace`` does) lets run history skip the deep copies
+    when nothing in the event can hold a secret.
     """
-
-    @property
-    def scrubber(self) -> Scrubber: ...
 
     def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]: ...
 
@@ -191,7 +190,14 @@ class NodeEvent:
                     return dumps(self.as_dict())
                 scrubber, items = run, run.to_json(detail) if detail else "{}"
             else:
-                scrubber, shown = run or detail.scrubber, detail.as_dict(run)
+                own = getattr(detail, "scrubber", None)  # a host's own Trace may not have one
+                if run is not None:
+                    scrubber = run
+                elif isinstance(own, Scrubber):
+                    scrubber = own
+                else:
+                    return None
+                shown = detail.as_dict(run)
                 if not _EVENT_KEYS.isdisjoint(shown):
                     return None
                 items = dumps(shown)
