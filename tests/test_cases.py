@@ -47,6 +47,8 @@ OP_TABLE: list[tuple[str, str, Any, bool]] = [
     ("vars.count", "eq", 42, True),
     ("vars.count", "eq", 42.0, True),
     ("vars.count", "eq", "42", False),
+    ("vars.flag", "eq", "true", False),
+    ("vars.nothing", "eq", "null", False),
     ("vars.flag", "eq", True, True),
     ("vars.flag", "eq", 1, False),
     ("vars.zero", "eq", False, False),

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callout._jsontext import dumps, dumps_unicode, scalar
+from callout._jsontext import dumps, dumps_compact, dumps_unicode, scalar
 
 SCALARS = st.one_of(
     st.none(),
@@ -42,12 +42,16 @@ def result(encode: Any, value: Any) -> tuple[str, str]:
 @given(value=DATA)
 def test_property_the_encoders_match_json_dumps(value: Any) -> None:
     """For any data (NaN and infinities included): dumps is json.dumps(allow_nan=False),
-    dumps_unicode is json.dumps(ensure_ascii=False), scalar is dumps, same text or same error."""
+    dumps_unicode is json.dumps(ensure_ascii=False), dumps_compact is that with compact
+    separators (request bodies), scalar is dumps: same text or same error."""
     strict = result(lambda v: json.dumps(v, allow_nan=False), value)
     assert result(dumps, value) == strict
     assert result(scalar, value) == strict
     assert result(dumps_unicode, value) == result(
         lambda v: json.dumps(v, ensure_ascii=False), value
+    )
+    assert result(dumps_compact, value) == result(
+        lambda v: json.dumps(v, ensure_ascii=False, separators=(",", ":")), value
     )
 
 

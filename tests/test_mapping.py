@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import jmespath
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from callout.errors import InvalidError
 from callout.mapping import Mappings, compile_expression, compile_mappings, compile_transform
@@ -116,3 +119,20 @@ def test_an_expression_is_compiled_once_and_reused() -> None:
     """A compiled expression searches many documents without recompiling."""
     expression = compile_expression("a.b", field="f")
     assert [expression.search({"a": {"b": i}}) for i in range(3)] == [0, 1, 2]
+
+
+KEYS = st.sampled_from(["a", "b", "id", "_x"])
+JSON_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=JSON_DATA, keys=st.lists(KEYS, min_size=1, max_size=4))
+def test_property_a_plain_field_path_reads_what_jmespath_reads(data: Any, keys: list[str]) -> None:
+    """Field paths (``a``, ``a.b.id``) are read straight from the data, without JMESPath's tree
+    walk: the value is jmespath's own for any JSON data (lists, text and nulls on the way)."""
+    source = ".".join(keys)
+    assert compile_expression(source, field="m").search(data) == jmespath.search(source, data)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
@@ -551,3 +552,39 @@ def test_json_placeholder_round_trips(value: Any) -> None:
 def test_json_static_round_trips(value: Any) -> None:
     """Any JSON value without placeholders renders back equal to itself."""
     assert compile_json(value).render({}) == value
+
+
+PLACEHOLDER_PATHS = ["vars.a", "vars.a.b", "vars.a.b.c", "vars.a.0", "vars.a.b.0", "event.a.b"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=JSON_VALUES | st.dictionaries(st.sampled_from("abc0"), JSON_VALUES, max_size=3),
+    proxy=st.booleans(),
+)
+def test_property_a_placeholder_reads_what_lookup_finds(a: Any, proxy: bool) -> None:
+    """Whatever the scope holds (objects, lists, text, nulls; a read-only Mapping on the way),
+    a placeholder renders the value ``lookup`` finds at its path, null as null, and a path
+    that is not there is ``missing_path``."""
+    inner: Any = MappingProxyType({"b": a}) if proxy else {"b": a}
+    scope = {"vars": {"a": a}, "event": {"a": inner}}
+    for path in PLACEHOLDER_PATHS:
+        template = compile_json({"v": "{{" + path + "}}", "t": "<{{" + path + "}}>"})
+        found, value = lookup(scope, path)
+        if not found:
+            with pytest.raises(TemplateError) as info:
+                template.render(scope)
+            assert info.value.code == "missing_path"
+            continue
+        rendered = template.render(scope)
+        assert rendered["v"] == value
+        assert rendered["t"] == f"<{as_text(value)}>"
+
+
+def as_text(value: Any) -> str:
+    """How a placeholder inside text shows a value: null as empty, JSON for the rest."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

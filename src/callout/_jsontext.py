@@ -14,11 +14,15 @@ from collections.abc import Callable
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
-__all__ = ["dumps", "dumps_unicode", "scalar"]
+__all__ = ["dumps", "dumps_compact", "dumps_unicode", "scalar"]
 
 
-def _encoder(*, ensure_ascii: bool, allow_nan: bool) -> Callable[[Any], str]:
-    reference = json.JSONEncoder(ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+def _encoder(
+    *, ensure_ascii: bool, allow_nan: bool, separators: tuple[str, str] | None = None
+) -> Callable[[Any], str]:
+    reference = json.JSONEncoder(
+        ensure_ascii=ensure_ascii, allow_nan=allow_nan, separators=separators
+    )
     try:
         from _json import make_encoder  # noqa: PLC0415  -- CPython's accelerator, optional
     except ImportError:  # pragma: no cover  -- another Python: the encoder's own path
@@ -45,6 +49,8 @@ def _encoder(*, ensure_ascii: bool, allow_nan: bool) -> Callable[[Any], str]:
 dumps = _encoder(ensure_ascii=True, allow_nan=False)
 #: ``json.dumps(value, ensure_ascii=False)``: body previews.
 dumps_unicode = _encoder(ensure_ascii=False, allow_nan=True)
+#: ``json.dumps(value, ensure_ascii=False, separators=(",", ":"))``: request bodies.
+dumps_compact = _encoder(ensure_ascii=False, allow_nan=True, separators=(",", ":"))
 
 
 def scalar(value: Any) -> str:

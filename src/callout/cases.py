@@ -91,9 +91,12 @@ class Case:
     value: Any
     node_id: str
     _test: Callable[[Any], bool] = dataclasses.field(init=False, repr=False, compare=False)
+    #: The path's first name: a scope, else the path is read from vars.
+    _head: str = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_test", _tester(self.op, self.value))
+        object.__setattr__(self, "_head", self.path.split(".", 1)[0].split("[", 1)[0])
 
 
 def _is_number(value: Any) -> bool:
@@ -167,6 +170,8 @@ def _tester(op: str, expected: Any) -> Callable[[Any], bool]:
         positive = _tester(_NEGATIONS[op], expected)
         return lambda actual: not positive(actual)
     if op == "eq":
+        if type(expected) is str:  # the usual case (an outcome class, a status text): inlined
+            return lambda actual: isinstance(actual, str) and actual == expected
         return lambda actual: _equal(actual, expected)
     if op == "in":
         options = tuple(expected) if isinstance(expected, list | tuple) else ()
@@ -191,7 +196,7 @@ def _tester(op: str, expected: Any) -> Callable[[Any], bool]:
 
 
 def _resolve(case: Case, scope: Scope) -> tuple[bool, Any]:
-    head = case.path.split(".", 1)[0].split("[", 1)[0]
+    head = case._head
     try:
         if head in scope:
             return lookup(scope, case.path)

@@ -46,6 +46,22 @@ def _json_type(value: Any) -> str:
     return next((n for t, n in _JSON_TYPES.items() if isinstance(value, t)), "a number")
 
 
+def _field_chain(node: Any) -> tuple[str, ...] | None:
+    """The keys of an expression that is only field names joined by dots (``a``, ``a.b.c``),
+    else None."""
+    if node.get("type") == "field":
+        return (node["value"],)
+    if node.get("type") == "subexpression":
+        keys: list[str] = []
+        for child in node["children"]:
+            sub = _field_chain(child)
+            if sub is None:
+                return None
+            keys += sub
+        return tuple(keys)
+    return None
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Expression:
     """A compiled JMESPath expression; ``field`` says where it was written."""
@@ -53,9 +69,24 @@ class Expression:
     source: str
     field: str
     _parsed: ParsedResult
+    #: For a plain field path (most mappings: ``id``, ``results.name``), its keys: read
+    #: straight from dicts, as JMESPath would, without its tree walk.
+    _keys: tuple[str, ...] | None = None
 
     def search(self, data: Any) -> Any:
         """The expression's value over ``data``; a path that is not there gives None."""
+        keys = self._keys
+        if keys is not None and type(data) is dict:
+            value: Any = data
+            for key in keys:
+                if type(value) is not dict:
+                    break
+                value = value.get(key)
+            else:
+                return value
+            if value is None:  # JMESPath: a field of null is null, and so is what follows
+                return None
+            # Any other non-object on the way: JMESPath's own rules (the interpreter below).
         try:
             return _INTERPRETER.visit(self._parsed.parsed, data)
         except jmespath_errors.JMESPathTypeError as exc:
@@ -86,7 +117,7 @@ def compile_expression(source: str, *, field: str) -> Expression:
         message = f"{field}: {source!r} is not a valid JMESPath expression: {why}"
         raise InvalidError(message, code="bad_mapping", field=field) from None
     _check_functions(parsed.parsed, source, field)
-    return Expression(source, field, parsed)
+    return Expression(source, field, parsed, _field_chain(parsed.parsed))
 
 
 def _check_functions(node: Any, source: str, field: str) -> None:

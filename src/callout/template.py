@@ -261,27 +261,74 @@ def _paths(holes: list[_Hole]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(h.path for h in holes))
 
 
+def _getter(hole: _Hole) -> Render:
+    """``hole.get``, made faster for the usual shape: one or two plain keys read from dicts.
+
+    Anything else (a list index, another Mapping, a missing key, a null) takes ``hole.get``,
+    so the two cannot disagree: the fast path only returns a value ``hole.get`` would return.
+    """
+    head, rest, general = hole.head, hole.rest, hole.get
+    if len(rest) == 1 and rest[0][1] is None:
+        key = rest[0][0]
+
+        def get_one(scope: Scope) -> Any:
+            cur = scope.get(head)
+            if type(cur) is dict and (value := cur.get(key)) is not None:
+                return value
+            return general(scope)
+
+        return get_one
+    if len(rest) == 2 and rest[0][1] is None and rest[1][1] is None:
+        first, second = rest[0][0], rest[1][0]
+
+        def get_two(scope: Scope) -> Any:
+            cur = scope.get(head)
+            if type(cur) is dict and type(cur := cur.get(first)) is dict:
+                value = cur.get(second)
+                if value is not None:
+                    return value
+            return general(scope)
+
+        return get_two
+    return general
+
+
 def _text_fn(hole: _Hole) -> Render:
-    get = hole.get
-    return lambda scope: _text(get(scope))
+    get = _getter(hole)
+
+    def render(scope: Scope) -> str:
+        value = get(scope)
+        return value if type(value) is str else _text(value)
+
+    return render
+
+
+def _generated(expression: str, names: dict[str, Any]) -> Render:
+    """``lambda scope: <expression>`` over ``names``: one call where closures would nest.
+
+    The source holds only identifiers made here (``l0``, ``f1``, ``k2``...); every literal and
+    renderer is bound through ``names``, so nothing a template says becomes code.
+    """
+    namespace = {"__builtins__": {}, **names}  # a lambda reads free names from its globals
+    render: Render = eval(f"lambda scope: {expression}", namespace)  # noqa: S307
+    return render
 
 
 def _joiner(lits: list[str], fns: list[Render]) -> Callable[[Scope], str]:
     """A renderer that interleaves precomputed literal chunks with placeholder renderers."""
-    first, pairs = lits[0], tuple(zip(fns, lits[1:], strict=True))
-    if not pairs:
+    if not fns:
+        first = lits[0]
         return lambda scope: first
-    if len(pairs) == 1:
-        ((fn, last),) = pairs
-        return lambda scope: first + fn(scope) + last
-
-    def join(scope: Scope) -> str:
-        out = first
-        for fn, lit in pairs:
-            out += fn(scope) + lit
-        return out
-
-    return join
+    names: dict[str, Any] = {}
+    terms = []
+    for i, lit in enumerate(lits):
+        if lit:
+            names[f"l{i}"] = lit
+            terms.append(f"l{i}")
+        if i < len(fns):
+            names[f"f{i}"] = fns[i]
+            terms.append(f"f{i}(scope)")
+    return _generated(" + ".join(terms), names)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -363,12 +410,22 @@ def _component(value: Any, hole: _Hole) -> str:
 
 
 def _component_fn(hole: _Hole) -> Render:
-    get = hole.get
-    return lambda scope: _component(get(scope), hole)
+    get = _getter(hole)
+
+    def render(scope: Scope) -> str:
+        value = get(scope)
+        if type(value) is str:  # the usual case, inlined: ASCII that is not only dots
+            if value.isascii() and value.strip("."):
+                return value.translate(_ENCODE)
+        elif type(value) is int:
+            return str(value)
+        return _component(value, hole)
+
+    return render
 
 
 def _raw_fn(hole: _Hole, *, base: bool, strip_slash: bool) -> Render:
-    get = hole.get
+    get = _getter(hole)
 
     def render(scope: Scope) -> str:
         text = _url_text(get(scope), hole)
@@ -527,8 +584,14 @@ def _compile_node(
         if not holes:
             return True, value
         if lits == ["", ""]:
-            get = holes[0].get
-            return False, lambda scope: _copy(get(scope))
+            get = _getter(holes[0])
+            atoms = _ATOMS
+
+            def whole(scope: Scope) -> Any:
+                value = get(scope)
+                return value if type(value) in atoms else _copy(value)
+
+            return False, whole
         return False, _joiner(lits, [_text_fn(h) for h in holes])
     if value is None or isinstance(value, bool | int | float):
         return True, value
@@ -543,16 +606,23 @@ def _compile_node(
             entries.append((key_text, kfn, *_compile_node(item, scopes, sub, acc)))
         if all(kfn is None and static for _, kfn, static, _ in entries):
             return True, {key: item for key, _, _, item in entries}
-        parts = tuple((k, kfn, _const(v) if static else v) for k, kfn, static, v in entries)
-        return False, lambda scope: {
-            (k if kfn is None else kfn(scope)): fn(scope) for k, kfn, fn in parts
-        }
+        names: dict[str, Any] = {}
+        pairs = []
+        for i, (key, kfn, static, item) in enumerate(entries):
+            names[f"k{i}"], names[f"f{i}"] = (
+                key if kfn is None else kfn,
+                _const(item) if static else item,
+            )
+            pairs.append(f"k{i}{'' if kfn is None else '(scope)'}: f{i}(scope)")
+        return False, _generated("{" + ", ".join(pairs) + "}", names)
     if isinstance(value, list | tuple):
         items = [_compile_node(item, scopes, _child(field, i), acc) for i, item in enumerate(value)]
         if all(static for static, _ in items):
             return True, [item for _, item in items]
-        fns = tuple(_const(item) if static else item for static, item in items)
-        return False, lambda scope: [fn(scope) for fn in fns]
+        names = {
+            f"f{i}": _const(item) if static else item for i, (static, item) in enumerate(items)
+        }
+        return False, _generated("[" + ", ".join(f"{name}(scope)" for name in names) + "]", names)
     message = (
         f"a {type(value).__name__} is not JSON; a JSON template holds objects, lists, strings, "
         "numbers, booleans and null"

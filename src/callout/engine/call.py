@@ -7,14 +7,13 @@ every secret in play scrubbed out.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from callout._jsontext import dumps_unicode
+from callout._jsontext import dumps_compact, dumps_unicode
 from callout.engine.auth import AppliedAuth, add_query_param
 from callout.engine.context import RunContext
 from callout.errors import CalloutError, DeadlineExceeded, Outcome
@@ -78,12 +77,9 @@ class CallResult:
         return error
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one encoder, not one a call
-
-
 def encode_json_body(body: Any) -> bytes:
     """Encode a rendered JSON body (built as data, never by string concatenation)."""
-    return _JSON.encode(body).encode()
+    return dumps_compact(body).encode()
 
 
 _NO_SECRET_HEADERS: frozenset[str] = frozenset()
