@@ -340,3 +340,42 @@ async def test_oauth2_token_refused_routes_as_4xx() -> None:
         result = await run(source)
     assert result.vars["integrationError"]["outcome"] == "4xx"
     assert result.vars["integrationError"]["code"] == "oauth_token_failed"
+
+
+async def test_auth_reading_the_inputs_is_rendered_for_each_call(crm: Any) -> None:
+    """Auth that reads only the connection is rendered once per connection and reused; an
+    operation's auth that also reads the inputs is rendered per call, each call its own."""
+    up, seen = crm
+    spec = crm_spec()
+    spec["operations"]["lookupContact"]["auth"] = {
+        "type": "header",
+        "name": "X-Api-Key",
+        "value": "{{secret.apiKey}}:{{input.phone}}",
+    }
+    source = source_for(up, spec)
+    async with Engine(EngineConfig(egress=LOOPBACK), integrations=source) as engine:
+        for phone in ("+15551230001", "+15551230002"):
+            result = await engine.run_node(node(), event={"from": phone}, org_id="org1")
+            assert result.vars["integrationOk"] is True
+    assert [s["headers"]["X-Api-Key"] for s in seen] == [
+        f"{API_KEY}:+15551230001",
+        f"{API_KEY}:+15551230002",
+    ]
+
+
+async def test_auth_reading_only_the_connection_reaches_every_call(crm: Any) -> None:
+    """The auth rendered once per connection goes with every call, and stays out of history."""
+    up, seen = crm
+    auth = {"type": "basic", "username": "{{conn.accountId}}", "password": "{{secret.apiKey}}"}
+    source = source_for(up, crm_spec(auth=auth))
+    expected = "Basic " + base64.b64encode(f"acct 7:{API_KEY}".encode()).decode()
+    async with Engine(EngineConfig(egress=LOOPBACK), integrations=source) as engine:
+        results = [
+            await engine.run_node(node(), event={"from": "+1555123000" + str(i)}, org_id="org1")
+            for i in range(3)
+        ]
+    assert [s["headers"]["Authorization"] for s in seen] == [expected] * 3
+    for result in results:
+        shown = json.dumps(result.event.as_dict())
+        assert API_KEY not in shown
+        assert expected.removeprefix("Basic ") not in shown

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from callout.cases import Case
-from callout.engine.auth import render_auth
+from callout.engine.auth import AppliedAuth, render_auth
 from callout.engine.call import CallResult, CallTrace, assemble_request, perform
 from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import first_case, node_cases
 from callout.engine.sources import ResolvedConnection, ResolvedSpec, connection_error
 from callout.errors import CalloutError, InvalidError
-from callout.integration import CompiledOperation
+from callout.integration import CompiledAuth, CompiledOperation, CompiledSpec
 from callout.mapping import Mappings, compile_mappings
 from callout.scrub import NULL_SCRUBBER, Scrubber, scrubber_for
 from callout.spec.flow import NEXT, NodeSpec
@@ -157,18 +157,22 @@ class IntegrationCall:
         }
         compiled = resolved.compiled
         allowed = connection.allowed_origins(compiled)
-        auth = operation.auth or compiled.connection_auth
-        token = None
-        if auth.kind == "oauth2ClientCredentials":
-            send = ctx.services.transport.send
-            token = await ctx.services.oauth.token(
-                (connection.id, connection.revision), auth, spec_scope, allowed, send
-            )
-        applied = render_auth(auth, spec_scope, token)
-        scrubber = connection.scrubber
-        extra_secrets = [s for s in applied.secrets if s not in scrubber.secrets]
-        if extra_secrets:  # values derived from the secrets (a Basic pair, an OAuth token)
-            scrubber = scrubber_for((*scrubber.secrets, *extra_secrets))
+        key = (compiled.content_hash, self.operation_key)
+        fixed = connection.derived.get(key)
+        if fixed is None:
+            fixed = connection.derived[key] = _fixed_auth(operation, compiled, connection)
+        if fixed.applied is not None:
+            applied, scrubber = fixed.applied, fixed.scrubber
+        else:
+            auth = fixed.auth
+            token = None
+            if auth.kind == "oauth2ClientCredentials":
+                send = ctx.services.transport.send
+                token = await ctx.services.oauth.token(
+                    (connection.id, connection.revision), auth, spec_scope, allowed, send
+                )
+            applied = render_auth(auth, spec_scope, token)
+            scrubber = _with_auth_secrets(connection.scrubber, applied)
         headers = {name: template.render(spec_scope) for name, template in operation.headers}
         request, body = assemble_request(
             operation.method,
@@ -177,7 +181,7 @@ class IntegrationCall:
             applied,
             operation.body,
             spec_scope,
-            sets_content_type=any(name.lower() == "content-type" for name in headers),
+            sets_content_type=fixed.sets_content_type,
             secrets=scrubber.secrets,
             allowed_origins=allowed,
         )
@@ -202,6 +206,49 @@ class IntegrationCall:
         for name, value in names.items():
             ctx.set_var(name, value)
         return error
+
+
+@dataclass(frozen=True, slots=True)
+class _FixedAuth:
+    """What one operation's calls over one connection revision share: its auth, rendered once
+    when it reads only the connection (``conn``, ``secret``), with the scrubber for it."""
+
+    auth: CompiledAuth
+    #: The rendered auth, or None when it must be rendered per call (OAuth, or templates that
+    #: read the flow's scope or the inputs).
+    applied: AppliedAuth | None
+    scrubber: Scrubber
+    sets_content_type: bool
+
+
+_CONNECTION_SCOPES = ("conn.", "secret.")
+
+
+def _fixed_auth(
+    operation: CompiledOperation, compiled: CompiledSpec, connection: ResolvedConnection
+) -> _FixedAuth:
+    auth = operation.auth or compiled.connection_auth
+    sets_content_type = any(name.lower() == "content-type" for name, _ in operation.headers)
+    reads_connection_only = all(
+        path.startswith(_CONNECTION_SCOPES)
+        for template in auth.templates.values()
+        for path in template.paths
+    )
+    if auth.kind == "oauth2ClientCredentials" or not reads_connection_only:
+        return _FixedAuth(auth, None, connection.scrubber, sets_content_type)
+    # Rendering raises here as it would per call (a missing secret): nothing is kept then.
+    applied = render_auth(auth, {"conn": connection.config, "secret": connection.secrets})
+    scrubber = _with_auth_secrets(connection.scrubber, applied)
+    return _FixedAuth(auth, applied, scrubber, sets_content_type)
+
+
+def _with_auth_secrets(scrubber: Scrubber, applied: AppliedAuth) -> Scrubber:
+    """The connection's scrubber, plus values the auth derived from its secrets (a Basic pair,
+    an OAuth token)."""
+    extra_secrets = [s for s in applied.secrets if s not in scrubber.secrets]
+    if extra_secrets:
+        return scrubber_for((*scrubber.secrets, *extra_secrets))
+    return scrubber
 
 
 def compile_integration_call(node: NodeSpec, reader: ConfigReader) -> IntegrationCall:

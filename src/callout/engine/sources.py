@@ -50,6 +50,9 @@ class ResolvedConnection:
     scrubber: Scrubber = field(repr=False, default_factory=Scrubber)
     #: allowedOrigins rendered for this connection, per spec content hash (filled lazily).
     origins: dict[str, frozenset[str]] = field(repr=False, default_factory=dict, compare=False)
+    #: What the engine derives once per (spec content hash, operation) for this revision: the
+    #: rendered auth, the scrubber for it (filled lazily by the integration mode).
+    derived: dict[tuple[str, str], Any] = field(repr=False, default_factory=dict, compare=False)
 
     def allowed_origins(self, spec: CompiledSpec) -> frozenset[str]:
         """Where this connection's secrets may go under ``spec`` (rendered once, then cached)."""
