@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from callout.cases import Case
@@ -60,18 +61,20 @@ class IntegrationCall:
     timeout_ms: int | None
     retry: RetryPolicy | None
     cases: tuple[Case, ...]
+    #: What the node pins, as its history detail shows it (built once, read by every trace).
+    pins: Mapping[str, Any]
 
     async def run(self, ctx: RunContext) -> Step:
         scope = ctx.scope()
         scrubber = NULL_SCRUBBER
         request: OutboundRequest | None = None
         body: Any = None
-        warnings: list[str] = []
+        warning = None
         operation: CompiledOperation | None = None
         try:
             resolved, operation, connection = await self._resolve(ctx)
             if resolved.status == "deprecated":
-                warnings.append(
+                warning = (
                     f"integration '{self.slug}' version {self.version} is deprecated; "
                     "pin a newer version"
                 )
@@ -93,19 +96,15 @@ class IntegrationCall:
         ctx.set_var("integrationError", result.error_var(scrubber, self.spec.id))
         mapping_error = self._map_outputs(ctx, operation, result)
         target, index = first_case(
-            self.cases, {**scope, "status": result.status, "outcome": result.outcome.value}
+            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
         )
-        extra: dict[str, Any] = {
-            "mode": "integration",
-            "integrationSlug": self.slug,
-            "integrationVersion": self.version,
-            "operationKey": self.operation_key,
-            "connectionId": self.connection_id,
-        }
-        if warnings:
-            extra["warnings"] = warnings
-        if mapping_error is not None:
-            extra["mappingError"] = scrubber.error_message(mapping_error)
+        extra: Mapping[str, Any] = self.pins  # read, never written, by the trace
+        if warning is not None or mapping_error is not None:
+            extra = dict(extra)
+            if warning is not None:
+                extra["warnings"] = [warning]
+            if mapping_error is not None:
+                extra["mappingError"] = scrubber.error_message(mapping_error)
         trace = CallTrace(request, result, scrubber, body=body, extra=extra)
         return Step(NEXT, target, index, trace)
 
@@ -264,12 +263,23 @@ def compile_integration_call(node: NodeSpec, reader: ConfigReader) -> Integratio
     if not isinstance(mappings, Mapping) or not all(isinstance(v, str) for v in mappings.values()):
         raise reader.fail("outputMappings", "must be an object of var name to JMESPath expression")
     timeout = reader.timeout_ms() if reader.has("timeoutMs") else None
+    slug = reader.string("integrationSlug", required=True)
+    operation_key = reader.string("operationKey", required=True)
+    connection_id = reader.string("connectionId", required=True)
+    pins = {
+        "mode": "integration",
+        "integrationSlug": slug,
+        "integrationVersion": version,
+        "operationKey": operation_key,
+        "connectionId": connection_id,
+    }
     return IntegrationCall(
         spec=node,
-        slug=reader.string("integrationSlug", required=True),
+        slug=slug,
         version=version,
-        operation_key=reader.string("operationKey", required=True),
-        connection_id=reader.string("connectionId", required=True),
+        operation_key=operation_key,
+        connection_id=connection_id,
+        pins=MappingProxyType(pins),
         inputs=compile_value(dict(inputs), field=reader.field("inputs")),
         output_mappings=compile_mappings(mappings, field=reader.field("outputMappings")),
         timeout_ms=timeout,
