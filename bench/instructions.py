@@ -38,6 +38,7 @@ VARIANTS = {
     "node": "integration node",
     "flow": "integration flow",
     "history": "integration + history",
+    "floor": "hand-written floor",
 }
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -46,6 +47,8 @@ async def _worker(variant: str, n: int, port: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         if variant == "raw":
             await nt._raw(port, n, 64)
+        elif variant == "floor":
+            await nt._floor(port, n, 64)
         elif variant in ("http", "http-flow"):
             await nt._callout(port, n, 64, whole_flow=variant == "http-flow")
         else:

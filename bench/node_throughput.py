@@ -30,14 +30,17 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
 
+from callout._body import parse_body, read_body
+from callout._jsontext import dumps_compact
 from callout.engine.engine import Engine, PreparedNode
 from callout.engine.runner import CompiledFlow
 from callout.engine.services import EngineConfig
-from callout.guard import EgressPolicy
+from callout.guard import EgressPolicy, GuardedResolver, check_url
 from callout.service.connections import create_connection
 from callout.service.runtime import Runtime, initialise, open_runtime
 from callout.service.specs import publish_spec
@@ -260,6 +263,62 @@ async def _integration(port: int, n: int, concurrency: int, data_dir: Path, *, r
         return await _drive(n, concurrency, one, rt.recorder.flush if run == "history" else None)
     finally:
         await rt.aclose()
+
+
+async def _floor(port: int, n: int, concurrency: int) -> float:
+    """A reference, not a variant of the engine: the integration node's call written by hand,
+    doing only the work no implementation can skip (inputs checked, URL encoded and passed by
+    the egress guard, bearer auth, JSON body, one deadline, the capped body read and JSON
+    parse, the outputs and the case). What the engine costs above this is what its general
+    machinery (scopes, compiled templates, pins, traces, events) costs."""
+    policy = EgressPolicy.from_entries(["127.0.0.1/32"])
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=0, resolver=GuardedResolver(policy))
+    session = aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        timeout=aiohttp.ClientTimeout(sock_connect=3, ceil_threshold=3600),
+        headers={"User-Agent": "Callout/0.1 (+apiCall)"},
+    )
+    base, auth = f"http://127.0.0.1:{port}", "Bearer sk-bench-123456"
+    loop = asyncio.get_running_loop()
+    async with session:
+
+        async def one(i: int) -> None:
+            event, vars_ = {"from": f"+1555{i}"}, {"i": i}
+            deadline = loop.time() + 30.0
+            inputs = {"from": event["from"], "i": vars_["i"]}
+            if not isinstance(inputs["from"], str) or type(inputs["i"]) is not int:
+                raise ValueError("inputs")
+            url = check_url(
+                f"{base}/v1/contacts/{quote(str(inputs['i']), safe='')}"
+                f"?from={quote(inputs['from'], safe='')}",
+                policy,
+            )
+            payload = dumps_compact({"caller": inputs["from"], "attempt": inputs["i"]}).encode()
+            headers = {"Authorization": auth, "Content-Type": "application/json"}
+            remaining = min(8.0, deadline - loop.time())
+            timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=3, ceil_threshold=3600)
+            resp = await session.request(
+                "POST", url, headers=headers, data=payload, allow_redirects=False, timeout=timeout
+            )
+            data = await read_body(resp, "POST", 1 << 20, url)
+            body = parse_body(data, resp.headers.get("Content-Type", ""), 64, url)
+            status = resp.status
+            found = body if isinstance(body, dict) else {}
+            changed = {
+                "integrationStatus": status,
+                "integrationOk": 200 <= status < 300,
+                "integrationError": None,
+                "crmId": found.get("id"),
+                "crmName": found.get("name"),
+            }
+            result = {**vars_, **changed}
+            route = "end" if 200 <= status < 300 else None
+            assert result["crmId"] == "c-1001", route
+
+        await one(0)
+        return await _drive(n, concurrency, one)
 
 
 async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str, float]:
