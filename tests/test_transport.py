@@ -21,6 +21,8 @@ import aiohttp
 import pytest
 from aiohttp import client_exceptions, http_exceptions, web
 from aiohttp.client_reqrep import ConnectionKey, RequestInfo
+from hypothesis import given
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -351,6 +353,19 @@ async def test_a_trickling_body_ends_at_the_deadline(transport: Transport) -> No
         with pytest.raises(DeadlineExceeded):
             await transport.send(get(server.url()), timeout_ms=400)
         assert time.monotonic() - started < 0.4 + 0.5
+
+
+@given(remaining=st.floats(min_value=1e-6, max_value=30.0))
+def test_a_hop_timer_never_outlasts_the_deadline(remaining: float) -> None:
+    """The timer a hop gets (shared between calls with the same budget) ends at most a
+    millisecond before the deadline, and never after it; connecting gets no longer either."""
+    transport = Transport(TransportConfig(), EgressPolicy.from_entries([]))
+    timer = transport._timeout(remaining)
+    assert timer.total is not None
+    assert timer.sock_connect is not None
+    assert remaining - 0.0011 < timer.total <= remaining
+    assert timer.sock_connect <= timer.total
+    assert transport._timeout(remaining) == timer
 
 
 @pytest.mark.parametrize("value", [0, -1, 30001, 1.5, "100", True])

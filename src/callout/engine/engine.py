@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp.abc import AbstractResolver
 
@@ -45,8 +45,7 @@ class PreparedNode:
     node_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class NodeRunResult:
+class NodeRunResult(NamedTuple):
     """One node run on its own ("try it"): where it would route, and the vars it set."""
 
     route: str | None
