@@ -13,6 +13,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from hypothesis import given
 from hypothesis import strategies as st
 
+from callout._guard_syntax import _PLAIN_URL, _screen_characters, _screen_structure
 from callout.errors import EgressDenied, NetworkError
 from callout.guard import (
     BLOCKED_NETWORKS,
@@ -986,3 +987,26 @@ async def test_aiohttp_redirects_bypass_the_resolver_for_ip_literals(upstream: U
     ):
         assert str(response.url) == target
     assert denied(target).rule == "loopback"
+
+
+URL_PIECES = st.sampled_from(
+    ["http", "https", "HTTP", "ftp", ":", "//", "/", "?", "#", "@", "[", "]", "\\", " ", "\t",
+     "\x00", "\x7f", "\u00e9", "\uff10", "h", "example.com", "127.0.0.1", "::1", "80", "99999",
+     "%2F", "%40", "a", "."]
+)  # fmt: skip
+
+
+@given(st.lists(URL_PIECES, max_size=12).map("".join))
+def test_property_the_one_match_for_plain_urls_accepts_nothing_the_full_screen_refuses(
+    url: str,
+) -> None:
+    """The guard accepts a plain http(s) URL in one regular-expression match; whatever that
+    match accepts passes every check of the full screen too (characters and structure)."""
+    if url.isascii() and _PLAIN_URL.fullmatch(url) is not None:
+        _screen_characters(url)
+        _screen_structure(url)
+    for prefix in ("http://", "https://"):
+        full = prefix + url
+        if full.isascii() and _PLAIN_URL.fullmatch(full) is not None:
+            _screen_characters(full)
+            _screen_structure(full)

@@ -92,9 +92,20 @@ def _parse_ipv4_any(host: str) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(sum(n << (8 * (3 - i)) for i, n in enumerate(head)) + last)
 
 
+#: The common URL, accepted in one match: ASCII, scheme http(s), a host without userinfo or
+#: brackets, an optional port of digits, and no control character, space or backslash anywhere.
+#: Everything it matches, the full screen below accepts too; anything else gets the full screen
+#: (and its precise refusal).
+_PLAIN_URL: Final = re.compile(
+    r"(?i:https?)://[^/?#@:\[\]\\\x00-\x20\x7f]+(?::[0-9]{1,5})?(?:[/?#][^\\\x00-\x20\x7f]*)?"
+)
+
+
 def _screen(url: str) -> None:
     """Refuse what parsers disagree on, before any parser sees it."""
-    # Fast path: an ASCII URL without control characters, space or backslash needs no char loop.
+    if url.isascii() and _PLAIN_URL.fullmatch(url) is not None:
+        return
+    # An ASCII URL without control characters, space or backslash needs no char loop.
     if not (url.isascii() and _ASCII_BAD.search(url) is None):
         _screen_characters(url)
     _screen_structure(url)
