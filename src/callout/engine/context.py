@@ -66,6 +66,11 @@ class RunContext:
         self.vars[name] = value
         self.changed[name] = value
 
+    def set_vars(self, values: Mapping[str, Any]) -> None:
+        """``set_var`` for each item, in order (one call for the several vars a call sets)."""
+        self.vars.update(values)
+        self.changed.update(values)
+
     def note_secrets(self, scrubber: Scrubber) -> None:
         """Remember a call's secrets, so the run's printed vars and errors never show them."""
         if scrubber.secrets and all(s is not scrubber for s in self.scrubbers):

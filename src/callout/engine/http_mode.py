@@ -90,12 +90,16 @@ class HttpCall:
             result = CallResult(Outcome.INVALID, 0, None, None, exc, 0, 0.0)
         else:
             result = await perform(ctx, request, timeout_ms=self.timeout_ms, retry=self.retry)
-        ctx.set_var(self.response_var, result.body)
-        ctx.set_var("httpStatus", result.status)
-        ctx.set_var("httpOk", result.ok)
-        ctx.set_var("httpError", result.error_var(scrubber, self.spec.id))
+        ctx.set_vars(
+            {
+                self.response_var: result.body,
+                "httpStatus": result.status,
+                "httpOk": result.ok,
+                "httpError": result.error_var(scrubber, self.spec.id),
+            }
+        )
         target, index = first_case(
-            self.cases, {**scope, "status": result.status, "outcome": result.outcome.value}
+            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
         )
         trace = CallTrace(request, result, scrubber, body=body, extra=_HTTP_MODE)
         return Step(NEXT, target, index, trace)

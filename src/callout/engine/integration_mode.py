@@ -91,10 +91,13 @@ class IntegrationCall:
             result = CallResult(exc.outcome, 0, None, None, exc, exc.attempts, 0.0)
         else:
             result = await perform(ctx, request, timeout_ms=timeout, retry=retry)
-        ctx.set_var("integrationStatus", result.status)
-        ctx.set_var("integrationOk", result.ok)
-        ctx.set_var("integrationError", result.error_var(scrubber, self.spec.id))
-        mapping_error = self._map_outputs(ctx, operation, result)
+        changes = {
+            "integrationStatus": result.status,
+            "integrationOk": result.ok,
+            "integrationError": result.error_var(scrubber, self.spec.id),
+        }
+        mapping_error = self._map_outputs(changes, operation, result)
+        ctx.set_vars(changes)
         target, index = first_case(
             self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
         )
@@ -187,12 +190,11 @@ class IntegrationCall:
         return request, body, scrubber
 
     def _map_outputs(
-        self, ctx: RunContext, operation: CompiledOperation | None, result: CallResult
+        self, names: dict[str, Any], operation: CompiledOperation | None, result: CallResult
     ) -> str | None:
-        """Merge mapped outputs into vars: the operation's defaults, the node's (which win),
-        then the transform. Every mapped var is set, to null when there was no response."""
+        """Add the mapped outputs to ``names``: the operation's defaults, the node's (which
+        win), then the transform. Every mapped var is set, to null when there was no response."""
         data = result.body if result.response is not None else None
-        names: dict[str, Any] = {}
         if operation is not None:
             names.update(operation.default_output_mappings.apply(data))
         names.update(self.output_mappings.apply(data))
@@ -202,8 +204,6 @@ class IntegrationCall:
                 names.update(operation.transform.apply(data))
             except CalloutError as exc:
                 error = exc.message
-        for name, value in names.items():
-            ctx.set_var(name, value)
         return error
 
 
