@@ -409,16 +409,20 @@ def _component(value: Any, hole: _Hole) -> str:
     return text.translate(_ENCODE)
 
 
-def _component_fn(hole: _Hole) -> Render:
+def _component_fn(hole: _Hole, *, null: str | None = "") -> Render:
+    """A renderer of ``hole`` as one encoded URL component; a null value renders as ``null``
+    (empty text, or None for a query entry that is then left out)."""
     get = _getter(hole)
 
-    def render(scope: Scope) -> str:
+    def render(scope: Scope) -> str | None:
         value = get(scope)
         if type(value) is str:  # the usual case, inlined: ASCII that is not only dots
             if value.isascii() and value.strip("."):
                 return value.translate(_ENCODE)
         elif type(value) is int:
             return str(value)
+        elif value is None:
+            return null
         return _component(value, hole)
 
     return render
@@ -469,8 +473,8 @@ def _check_url(url: str, source: str, field: str | None) -> None:
         raise _fail(message, "invalid_url", field, source)
 
 
-# (encoded "name=", renderer of the encoded value, the placeholder when it is the whole value)
-_QueryEntry = tuple[str, Callable[[Scope], str], _Hole | None]
+# (encoded "name=", renderer of the encoded value; it gives None to leave the entry out)
+_QueryEntry = tuple[str, Callable[[Scope], str | None]]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -487,11 +491,9 @@ class UrlTemplate(Template):
         url = self._join(scope)
         if self._query:
             pairs = []
-            for name, join, single in self._query:
-                if single is None:
-                    pairs.append(name + join(scope))
-                elif (value := single.get(scope)) is not None:
-                    pairs.append(name + _component(value, single))
+            for name, join in self._query:
+                if (value := join(scope)) is not None:
+                    pairs.append(name + value)
             if pairs:
                 base, hash_, fragment = url.partition("#")
                 sep = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
@@ -535,9 +537,12 @@ def compile_url(
         text = value if isinstance(value, str) else _text(value)
         qlits, qholes = _parse(text, scopes, f"{query_field}.{name}")
         all_holes += qholes
-        join = _joiner([quote(q, safe="") for q in qlits], [_component_fn(h) for h in qholes])
         single = qholes[0] if qlits == ["", ""] else None
-        entries.append((quote(str(name), safe="") + "=", join, single))
+        if single is not None:  # the whole value is one placeholder: left out when it is null
+            join = _component_fn(single, null=None)
+        else:
+            join = _joiner([quote(q, safe="") for q in qlits], [_component_fn(h) for h in qholes])
+        entries.append((quote(str(name), safe="") + "=", join))
     if not raw:
         _check_url("x".join(lits), source, field)
     join = _joiner(lits, fns)
