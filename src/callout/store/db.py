@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -188,6 +189,33 @@ def _upgrade_head(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+#: Looks at the journal mode after a refused switch to WAL before giving up.
+_WAL_ATTEMPTS = 5
+
+
+def _use_wal(cursor: Any) -> None:
+    """Switch the database file to WAL (it stays so: the mode is kept in the file).
+
+    Connections opening a new file at the same moment (replicas starting together) each hold a
+    read lock when they ask to convert it; SQLite refuses all but one at once, without the busy
+    timeout, since waiting would deadlock. The one it lets through converts the file as soon as
+    the refused statement lets go of its lock, so a refused connection looks again (a read,
+    which does wait) and finds WAL.
+    """
+    for attempt in range(1, _WAL_ATTEMPTS + 1):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.fetchall()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS:
+                raise
+        else:
+            return
+        cursor.execute("PRAGMA journal_mode")
+        if str(cursor.fetchone()[0]).lower() == "wal":
+            return
+
+
 def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -198,7 +226,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             # The usual pairing with WAL: no corruption and no loss on a process crash; only an
             # OS crash or power cut can roll back the newest transactions. Saves an fsync a commit.
             cursor.execute("PRAGMA synchronous = NORMAL")
