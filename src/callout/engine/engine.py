@@ -85,6 +85,7 @@ class Engine:
             self.registry.register(node_type)
         self._transport = Transport(self.config.transport, self.config.egress, resolver=resolver)
         self.services = Services(self.config, self._transport, integrations)
+        self._deadline_s = self.config.run.deadline_ms / 1000.0
 
     def load_flow(self, data: Mapping[str, Any] | str | bytes | FlowSpec) -> CompiledFlow:
         """Validate and compile a flow; raises ``FlowValidationError`` naming the node."""
@@ -157,15 +158,16 @@ class Engine:
         loop = asyncio.get_running_loop()
         # Only vars is written by nodes: it is copied; the other scopes are read as given.
         return RunContext(
-            services=self.services,
-            vars=dict(vars_) if vars_ else {},
-            event=event or _EMPTY,
-            contact=contact or _EMPTY,
-            config=config or _EMPTY,
-            agent=agent or _EMPTY,
-            callee=callee or _EMPTY,
-            deadline=loop.time() + self.config.run.deadline_ms / 1000.0,
-            org_id=org_id,
+            self.services,
+            dict(vars_) if vars_ else {},
+            event or _EMPTY,
+            contact or _EMPTY,
+            config or _EMPTY,
+            agent or _EMPTY,
+            callee or _EMPTY,
+            loop.time() + self._deadline_s,
+            org_id,
+            loop,
         )
 
     async def aclose(self) -> None:

@@ -9,7 +9,7 @@ anything is sent; the operation's templates then render against the flow scope p
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -64,44 +64,74 @@ class IntegrationCall:
     #: What the node pins, as its history detail shows it (built once, read by every trace).
     pins: Mapping[str, Any]
 
+    #: What this node's calls share per org while its spec version and connection stay the
+    #: same objects in the source's caches (a new revision is a new object: rebuilt then).
+    _bound: dict[str | None, _Bound] = field(default_factory=dict, repr=False, compare=False)
+
     async def run(self, ctx: RunContext) -> Step:
         scope = ctx.scope()
         scrubber = NULL_SCRUBBER
         request: OutboundRequest | None = None
         body: Any = None
-        warning = None
-        operation: CompiledOperation | None = None
+        bound: _Bound | None = None
         try:
-            resolved, operation, connection = await self._resolve(ctx)
-            if resolved.status == "deprecated":
-                warning = (
-                    f"integration '{self.slug}' version {self.version} is deprecated; "
-                    "pin a newer version"
-                )
+            source = ctx.services.integrations
+            if source is None:
+                raise _no_source()
+            # Resolved on every call (cheap while cached): how a published change, a retired
+            # version or a deleted connection reaches a running node.
+            resolved = await source.spec(ctx.org_id, self.slug, self.version)
+            bound = self._bound.get(ctx.org_id)
+            if bound is None or bound.resolved is not resolved:
+                self._operation(resolved)  # an unknown operation is named before the connection
+            connection = await source.connection(ctx.org_id, self.connection_id)
+            if bound is None or not bound.holds(resolved, connection):
+                bound = self._bind(ctx.org_id, resolved, connection)
             scrubber = connection.scrubber
-            request, body, scrubber = await self._build(ctx, scope, resolved, operation, connection)
-            ctx.note_secrets(scrubber)
-            timeout = (
-                self.timeout_ms
-                or operation.timeout_ms
-                or ctx.services.config.transport.default_timeout_ms
+            operation = bound.operation
+            inputs = self.inputs.render(scope)
+            operation.validate_input(inputs)
+            spec_scope = {
+                **scope,
+                "input": inputs,
+                "conn": connection.config,
+                "secret": connection.secrets,
+            }
+            fixed = bound.fixed or bound.fix_auth()
+            if fixed.applied is not None:
+                applied, scrubber = fixed.applied, fixed.scrubber
+            else:
+                applied, scrubber = await _auth_per_call(ctx, bound, fixed.auth, spec_scope)
+            headers = {name: template.render(spec_scope) for name, template in operation.headers}
+            request, body = assemble_request(
+                operation.method,
+                operation.url.render(spec_scope),
+                headers,
+                applied,
+                operation.body,
+                spec_scope,
+                sets_content_type=fixed.sets_content_type,
+                secrets=scrubber.secrets,
+                allowed_origins=bound.allowed,
             )
-            retry = self.retry or operation.retry
+            ctx.note_secrets(scrubber)
         except CalloutError as exc:
             result = CallResult(exc.outcome, 0, None, None, exc, exc.attempts, 0.0)
         else:
-            result = await perform(ctx, request, timeout_ms=timeout, retry=retry)
+            timeout = bound.timeout_ms or ctx.services.config.transport.default_timeout_ms
+            result = await perform(ctx, request, timeout_ms=timeout, retry=bound.retry)
         changes = {
             "integrationStatus": result.status,
             "integrationOk": result.ok,
             "integrationError": result.error_var(scrubber, self.spec.id),
         }
-        mapping_error = self._map_outputs(changes, operation, result)
+        mapping_error = self._map_outputs(changes, bound, result)
         ctx.set_vars(changes)
         target, index = first_case(
             self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
         )
         extra: Mapping[str, Any] = self.pins  # read, never written, by the trace
+        warning = bound.warning if bound is not None else None
         if warning is not None or mapping_error is not None:
             extra = dict(extra)
             if warning is not None:
@@ -111,17 +141,40 @@ class IntegrationCall:
         trace = CallTrace(request, result, scrubber, body=body, extra=extra)
         return Step(NEXT, target, index, trace)
 
-    async def _resolve(
-        self, ctx: RunContext
-    ) -> tuple[ResolvedSpec, CompiledOperation, ResolvedConnection]:
-        source = ctx.services.integrations
-        if source is None:
-            raise InvalidError(
-                "this engine has no saved integrations; run it with a store (callout run "
-                "--org) or give the Engine an IntegrationSource",
-                code="no_integrations",
+    def _bind(
+        self, org_id: str | None, resolved: ResolvedSpec, connection: ResolvedConnection
+    ) -> _Bound:
+        """Check the pins against what they resolved to, and keep what the calls share."""
+        operation = self._operation(resolved)
+        if connection.integration_slug != self.slug:
+            raise connection_error(
+                "connection_wrong_integration",
+                self.connection_id,
+                f"integration '{connection.integration_slug}', not '{self.slug}'",
             )
-        resolved = await source.spec(ctx.org_id, self.slug, self.version)
+        warning = None
+        if resolved.status == "deprecated":
+            warning = (
+                f"integration '{self.slug}' version {self.version} is deprecated; "
+                "pin a newer version"
+            )
+        bound = _Bound(
+            resolved,
+            connection,
+            operation,
+            warning,
+            connection.allowed_origins(resolved.compiled),
+            self.timeout_ms or operation.timeout_ms,
+            self.retry or operation.retry,
+            # The operation's defaults, then the node's: a name in both takes the node's.
+            Mappings(operation.default_output_mappings.pairs + self.output_mappings.pairs),
+        )
+        if len(self._bound) >= _BOUND_KEPT:
+            self._bound.clear()
+        self._bound[org_id] = bound
+        return bound
+
+    def _operation(self, resolved: ResolvedSpec) -> CompiledOperation:
         operation = resolved.compiled.operations.get(self.operation_key)
         if operation is None:
             known = ", ".join(sorted(resolved.compiled.operations))
@@ -131,80 +184,86 @@ class IntegrationCall:
                 code="unknown_operation",
                 field="operationKey",
             )
-        connection = await source.connection(ctx.org_id, self.connection_id)
-        if connection.integration_slug != self.slug:
-            raise connection_error(
-                "connection_wrong_integration",
-                self.connection_id,
-                f"integration '{connection.integration_slug}', not '{self.slug}'",
-            )
-        return resolved, operation, connection
-
-    async def _build(
-        self,
-        ctx: RunContext,
-        scope: dict[str, Any],
-        resolved: ResolvedSpec,
-        operation: CompiledOperation,
-        connection: ResolvedConnection,
-    ) -> tuple[OutboundRequest, Any, Scrubber]:
-        """Render inputs, validate them, then render the operation's request."""
-        inputs = self.inputs.render(scope)
-        operation.validate_input(inputs)
-        spec_scope = {
-            **scope,
-            "input": inputs,
-            "conn": connection.config,
-            "secret": connection.secrets,
-        }
-        compiled = resolved.compiled
-        allowed = connection.allowed_origins(compiled)
-        key = (compiled.content_hash, self.operation_key)
-        fixed = connection.derived.get(key)
-        if fixed is None:
-            fixed = connection.derived[key] = _fixed_auth(operation, compiled, connection)
-        if fixed.applied is not None:
-            applied, scrubber = fixed.applied, fixed.scrubber
-        else:
-            auth = fixed.auth
-            token = None
-            if auth.kind == "oauth2ClientCredentials":
-                send = ctx.services.transport.send
-                token = await ctx.services.oauth.token(
-                    (connection.id, connection.revision), auth, spec_scope, allowed, send
-                )
-            applied = render_auth(auth, spec_scope, token)
-            scrubber = _with_auth_secrets(connection.scrubber, applied)
-        headers = {name: template.render(spec_scope) for name, template in operation.headers}
-        request, body = assemble_request(
-            operation.method,
-            operation.url.render(spec_scope),
-            headers,
-            applied,
-            operation.body,
-            spec_scope,
-            sets_content_type=fixed.sets_content_type,
-            secrets=scrubber.secrets,
-            allowed_origins=allowed,
-        )
-        return request, body, scrubber
+        return operation
 
     def _map_outputs(
-        self, names: dict[str, Any], operation: CompiledOperation | None, result: CallResult
+        self, names: dict[str, Any], bound: _Bound | None, result: CallResult
     ) -> str | None:
         """Add the mapped outputs to ``names``: the operation's defaults, the node's (which
         win), then the transform. Every mapped var is set, to null when there was no response."""
         data = result.body if result.response is not None else None
-        if operation is not None:
-            names.update(operation.default_output_mappings.apply(data))
-        names.update(self.output_mappings.apply(data))
-        error = None
-        if operation is not None and operation.transform is not None and data is not None:
+        if bound is None:  # the pins did not resolve: only the node's own names are known
+            names.update(self.output_mappings.apply(data))
+            return None
+        names.update(bound.outputs.apply(data))
+        transform = bound.operation.transform
+        if transform is not None and data is not None:
             try:
-                names.update(operation.transform.apply(data))
+                names.update(transform.apply(data))
             except CalloutError as exc:
-                error = exc.message
-        return error
+                return exc.message
+        return None
+
+
+def _no_source() -> InvalidError:
+    return InvalidError(
+        "this engine has no saved integrations; run it with a store (callout run "
+        "--org) or give the Engine an IntegrationSource",
+        code="no_integrations",
+    )
+
+
+#: How many orgs' bindings one node keeps (a flow belongs to one org; a shared one to a few).
+_BOUND_KEPT = 64
+
+
+@dataclass(slots=True)
+class _Bound:
+    """A node's pins resolved for one org: the spec version and connection they resolved to
+    (kept to tell when either changed), the operation, and what every call derives from them."""
+
+    resolved: ResolvedSpec
+    connection: ResolvedConnection
+    operation: CompiledOperation
+    warning: str | None
+    allowed: frozenset[str]
+    timeout_ms: int | None
+    retry: RetryPolicy | None
+    outputs: Mappings
+    #: The auth, as ``_fixed_auth`` derives it; None until the first call that renders it.
+    fixed: _FixedAuth | None = None
+
+    def holds(self, resolved: ResolvedSpec, connection: ResolvedConnection) -> bool:
+        return self.resolved is resolved and self.connection is connection
+
+    def fix_auth(self) -> _FixedAuth:
+        """The operation's auth over this connection (kept with the connection, which other
+        nodes share). Rendering raises as it would per call (a missing secret): nothing is
+        kept then."""
+        compiled = self.resolved.compiled
+        key = (compiled.content_hash, self.operation.key)
+        fixed = self.connection.derived.get(key)
+        if fixed is None:
+            fixed = self.connection.derived[key] = _fixed_auth(
+                self.operation, compiled, self.connection
+            )
+        self.fixed = fixed
+        return fixed
+
+
+async def _auth_per_call(
+    ctx: RunContext, bound: _Bound, auth: CompiledAuth, spec_scope: dict[str, Any]
+) -> tuple[AppliedAuth, Scrubber]:
+    """Auth that reads the flow's scope or the inputs, or an OAuth token: rendered per call."""
+    connection = bound.connection
+    token = None
+    if auth.kind == "oauth2ClientCredentials":
+        send = ctx.services.transport.send
+        token = await ctx.services.oauth.token(
+            (connection.id, connection.revision), auth, spec_scope, bound.allowed, send
+        )
+    applied = render_auth(auth, spec_scope, token)
+    return applied, _with_auth_secrets(connection.scrubber, applied)
 
 
 @dataclass(frozen=True, slots=True)
