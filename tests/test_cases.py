@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from callout.cases import OPS, Case, case_matches, compile_cases, first_match
 from callout.errors import FlowValidationError, Outcome
@@ -291,3 +293,31 @@ def test_compile_error_uses_given_field_prefix() -> None:
     assert info.value.field == "nodes[3].config.cases[1].op"
     assert info.value.message.startswith("nodes[3].config.cases[1].op: ")
     assert "eq, exists" in info.value.message
+
+
+NAMES = st.sampled_from(["outcome", "status", "tier", "vars", "x-y", "é"])
+VALUES = st.none() | st.booleans() | st.integers(-2, 600) | st.sampled_from(["2xx", "gold", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=NAMES,
+    op=st.sampled_from(sorted(OPS)),
+    expected=VALUES,
+    top=st.dictionaries(NAMES, VALUES, max_size=3),
+    vars_=st.none() | st.dictionaries(NAMES, VALUES, max_size=3),
+)
+def test_property_a_one_name_path_decides_as_the_general_lookup(
+    name: str, op: str, expected: Any, top: dict[str, Any], vars_: Any
+) -> None:
+    """A case on one name (``outcome``, ``status``) is read without parsing its path; it
+    decides exactly as the general lookup does: a scope's value first, else the var, else
+    missing (which only the negated ops accept)."""
+    scope = {**top, "vars": vars_} if vars_ is not None else dict(top)
+    try:
+        fast, general = case(name, op, expected), case(name, op, expected)
+    except FlowValidationError:
+        assume(False)  # a value the op refuses when the flow is loaded
+    object.__setattr__(general, "_key", None)  # the general path: lookup() of the path
+    assert fast._key == name
+    assert case_matches(fast, scope) == case_matches(general, scope)

@@ -136,3 +136,19 @@ def test_property_a_plain_field_path_reads_what_jmespath_reads(data: Any, keys: 
     walk: the value is jmespath's own for any JSON data (lists, text and nulls on the way)."""
     source = ".".join(keys)
     assert compile_expression(source, field="m").search(data) == jmespath.search(source, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=JSON_DATA, names=st.lists(KEYS, min_size=1, max_size=4))
+def test_property_mappings_of_single_fields_give_what_jmespath_gives(
+    data: Any, names: list[str]
+) -> None:
+    """Mappings that are each one field name (``crmId: id``) are read straight from a parsed
+    object: the vars are jmespath's own values, in order, for any JSON data; a name mapped
+    twice takes the later expression, as a dict update would."""
+    pairs = [(f"v{i % 3}", key) for i, key in enumerate(names)]
+    mappings = Mappings(tuple((var, compile_expression(key, field=var)) for var, key in pairs))
+    expected: dict[str, Any] = {}
+    for var, key in pairs:
+        expected[var] = jmespath.search(key, data)
+    assert list(mappings.apply(data).items()) == list(expected.items())

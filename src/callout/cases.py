@@ -93,10 +93,18 @@ class Case:
     _test: Callable[[Any], bool] = dataclasses.field(init=False, repr=False, compare=False)
     #: The path's first name: a scope, else the path is read from vars.
     _head: str = dataclasses.field(init=False, repr=False, compare=False)
+    #: The path when it is that one name (``outcome``, ``status``): read without parsing.
+    _key: str | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_test", _tester(self.op, self.value))
         object.__setattr__(self, "_head", self.path.split(".", 1)[0].split("[", 1)[0])
+        plain = _PLAIN_NAME.fullmatch(self.path) is not None
+        object.__setattr__(self, "_key", self.path if plain else None)
+
+
+# A path of one name, as lookup() parses it (template._HEAD, and no segments after it).
+_PLAIN_NAME = re.compile(r"[^\W\d][\w-]*")
 
 
 def _is_number(value: Any) -> bool:
@@ -208,6 +216,14 @@ def _resolve(case: Case, scope: Scope) -> tuple[bool, Any]:
 
 def case_matches(case: Case, scope: Scope) -> bool:
     """Whether ``case`` holds for ``scope``; never raises, whatever the types involved."""
+    key = case._key
+    if key is not None:  # lookup() of one name, inlined: a scope's, else a var's
+        if key in scope:
+            return case._test(scope[key])
+        vars_ = scope.get("vars")
+        if isinstance(vars_, Mapping) and key in vars_:
+            return case._test(vars_[key])
+        return case.op in _NEGATIONS
     found, actual = _resolve(case, scope)
     if not found:
         return case.op in _NEGATIONS

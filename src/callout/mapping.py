@@ -8,6 +8,7 @@ involved, never a value from the response (which may hold personal data or a tok
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -153,10 +154,37 @@ class Mappings:
     """Var name -> expression pairs, applied in order over a parsed response."""
 
     pairs: tuple[tuple[str, Expression], ...] = ()
+    #: ``(var, key)`` pairs when every expression is one field name (``id``): over a parsed
+    #: JSON object each is ``data.get(key)``, exactly what ``Expression.search`` returns.
+    _fields: tuple[tuple[str, str], ...] | None = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        fields: tuple[tuple[str, str], ...] | None = tuple(
+            (name, expr._keys[0])
+            for name, expr in self.pairs
+            if expr._keys is not None and len(expr._keys) == 1
+        )
+        if len(fields or ()) != len(self.pairs):
+            fields = None
+        object.__setattr__(self, "_fields", fields)
 
     def apply(self, data: Any) -> dict[str, Any]:
         """``{var: value}`` for every pair; a path missing from ``data`` gives None."""
-        return {name: expr.search(data) for name, expr in self.pairs}
+        names: dict[str, Any] = {}
+        self.apply_into(names, data)
+        return names
+
+    def apply_into(self, names: dict[str, Any], data: Any) -> None:
+        """``names.update(self.apply(data))``, without the intermediate dict."""
+        fields = self._fields
+        if fields is not None and type(data) is dict:
+            for name, key in fields:
+                names[name] = data.get(key)
+            return
+        for name, expr in self.pairs:
+            names[name] = expr.search(data)
 
     def __len__(self) -> int:
         return len(self.pairs)

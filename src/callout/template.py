@@ -293,6 +293,31 @@ def _getter(hole: _Hole) -> Render:
     return general
 
 
+def _whole_getter(hole: _Hole) -> Render:
+    """A renderer of a value that is one placeholder: its JSON value, a copy when it is a
+    container (renders never share state). One plain key read from a dict is inlined."""
+    get, atoms = _getter(hole), _ATOMS
+    rest = hole.rest
+    if len(rest) == 1 and rest[0][1] is None:
+        head, key, general = hole.head, rest[0][0], hole.get
+        strings = (str, int, float, bool)
+
+        def whole_one(scope: Scope) -> Any:
+            cur = scope.get(head)
+            if type(cur) is dict and type(value := cur.get(key)) in strings:
+                return value
+            value = general(scope)
+            return value if type(value) in atoms else _copy(value)
+
+        return whole_one
+
+    def whole(scope: Scope) -> Any:
+        value = get(scope)
+        return value if type(value) in atoms else _copy(value)
+
+    return whole
+
+
 def _text_fn(hole: _Hole) -> Render:
     get = _getter(hole)
 
@@ -556,11 +581,9 @@ def compile_url(
 class JsonTemplate(Template):
     """A JSON value whose strings may hold placeholders; renders fresh data every time."""
 
-    _render: Render
-
-    def render(self, scope: Scope) -> Any:
-        """The value: whole-string placeholders keep their JSON type, others are stringified."""
-        return self._render(scope)
+    #: ``render(scope)``: the value; whole-string placeholders keep their JSON type, others
+    #: are stringified. The compiled renderer itself, called with no method in between.
+    render: Render
 
 
 def _child(field: str | None, key: str | int) -> str:
@@ -589,14 +612,7 @@ def _compile_node(
         if not holes:
             return True, value
         if lits == ["", ""]:
-            get = _getter(holes[0])
-            atoms = _ATOMS
-
-            def whole(scope: Scope) -> Any:
-                value = get(scope)
-                return value if type(value) in atoms else _copy(value)
-
-            return False, whole
+            return False, _whole_getter(holes[0])
         return False, _joiner(lits, [_text_fn(h) for h in holes])
     if value is None or isinstance(value, bool | int | float):
         return True, value

@@ -126,6 +126,10 @@ def assemble_request(
     return request, body
 
 
+#: ``Outcome.from_status`` for each hundred, looked up on every call instead of called.
+_OUTCOME_BY_HUNDREDS = {h: Outcome.from_status(h * 100) for h in range(1, 10)}
+
+
 async def perform(
     ctx: RunContext,
     request: OutboundRequest,
@@ -148,9 +152,10 @@ async def perform(
         attempts = exc.attempts
         elapsed = (time.perf_counter() - started) * 1000.0
         return CallResult(exc.outcome, 0, None, None, exc, attempts, elapsed)
+    status = response.status
     return CallResult(
-        Outcome.from_status(response.status),
-        response.status,
+        _OUTCOME_BY_HUNDREDS.get(status // 100) or Outcome.from_status(status),
+        status,
         response.body,
         response,
         None,

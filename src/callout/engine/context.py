@@ -104,7 +104,8 @@ class RunContext:
 
     def note_secrets(self, scrubber: Scrubber) -> None:
         """Remember a call's secrets, so the run's printed vars and errors never show them."""
-        if scrubber.secrets and all(s is not scrubber for s in self.scrubbers):
+        # Scrubbers compare by identity (no __eq__): ``in`` is the identity test, in C.
+        if scrubber not in self.scrubbers and scrubber.secrets:
             self.scrubbers.append(scrubber)
 
     def run_scrubber(self) -> Scrubber:

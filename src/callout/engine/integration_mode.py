@@ -20,7 +20,7 @@ from callout.engine.context import RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import first_case, node_cases
 from callout.engine.sources import ResolvedConnection, ResolvedSpec, connection_error
-from callout.errors import CalloutError, InvalidError
+from callout.errors import CalloutError, InvalidError, Outcome
 from callout.integration import CompiledAuth, CompiledOperation, CompiledSpec
 from callout.mapping import Mappings, compile_mappings
 from callout.scrub import NULL_SCRUBBER, Scrubber, scrubber_for
@@ -122,8 +122,10 @@ class IntegrationCall:
             result = await perform(ctx, request, timeout_ms=timeout, retry=bound.retry)
         changes = {
             "integrationStatus": result.status,
-            "integrationOk": result.ok,
-            "integrationError": result.error_var(scrubber, self.spec.id),
+            "integrationOk": result.outcome is Outcome.S2XX,
+            "integrationError": (
+                None if result.error is None else result.error_var(scrubber, self.spec.id)
+            ),
         }
         mapping_error = self._map_outputs(changes, bound, result)
         ctx.set_vars(changes)
@@ -193,9 +195,9 @@ class IntegrationCall:
         win), then the transform. Every mapped var is set, to null when there was no response."""
         data = result.body if result.response is not None else None
         if bound is None:  # the pins did not resolve: only the node's own names are known
-            names.update(self.output_mappings.apply(data))
+            self.output_mappings.apply_into(names, data)
             return None
-        names.update(bound.outputs.apply(data))
+        bound.outputs.apply_into(names, data)
         transform = bound.operation.transform
         if transform is not None and data is not None:
             try:
