@@ -187,14 +187,70 @@ def compile_validator(schema: Mapping[str, Any], *, root: str, code: str, what: 
     """
     check = _compile(schema)
     definition = schema
+    accepts = _shortcut(schema)
 
     def validate(data: Any) -> None:
+        if accepts is not None and accepts(data):
+            return
         try:
             check(data)
         except fastjsonschema.JsonSchemaValueException as exc:
             raise _violation(exc, data, root, code, what, definition) from None
 
     return validate
+
+
+#: Python types that are, beyond doubt, of each JSON Schema type (``integer`` also takes 1.0,
+#: which the shortcut leaves to the full check).
+_SURELY: Final[Mapping[str, str]] = {
+    "string": "str",
+    "integer": "int",
+    "number": "int, float",
+    "boolean": "bool",
+    "null": "NoneType",
+}
+#: Keywords that do not constrain the data.
+_ANNOTATIONS: Final = frozenset({"description", "title", "examples", "$comment"})
+
+
+def _shortcut(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    """For the usual input schema (an object of typed properties, some required, nothing
+    else), one expression that accepts data only when the full check would accept it too:
+    ``True`` skips the full check, ``False`` means run it (it has the precise message).
+    None when the schema says more than that."""
+    properties = schema.get("properties", {})
+    required = schema.get("required", [])
+    if (
+        schema.get("type") != "object"
+        or not set(schema) <= {"type", "properties", "required", *_ANNOTATIONS}
+        or not isinstance(properties, Mapping)
+        or not isinstance(required, list)
+        or not all(isinstance(name, str) and name in properties for name in required)
+    ):
+        return None
+    names: dict[str, Any] = {"NoneType": type(None), "int": int, "float": float}
+    names.update({"str": str, "bool": bool, "dict": dict, "M": _ABSENT, "type": type})
+    terms = ["type(d) is dict"]
+    for i, (name, rules) in enumerate(properties.items()):
+        kind = rules.get("type") if isinstance(rules, Mapping) else None
+        if not isinstance(kind, str) or kind not in _SURELY:
+            return None
+        if not set(rules) <= {"type", *_ANNOTATIONS}:
+            return None
+        names[f"k{i}"] = name
+        test = f"type(v{i}) in ({_SURELY[kind]},)"
+        if name in required:
+            terms.append(f"((v{i} := d.get(k{i}, M)) is not M and {test})")
+        else:
+            terms.append(f"((v{i} := d.get(k{i}, M)) is M or {test})")
+    # Only identifiers made here are code; property names are bound through ``names``.
+    shortcut: Callable[[Any], bool] = eval(  # noqa: S307
+        f"lambda d: {' and '.join(terms)}", {"__builtins__": {}, **names}
+    )
+    return shortcut
+
+
+_ABSENT: Final = object()
 
 
 def _violation(

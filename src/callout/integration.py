@@ -67,12 +67,10 @@ class CompiledOperation:
     transform: Transform | None
     timeout_ms: int | None
     retry: RetryPolicy | None
-    _input_validator: Validator = field(repr=False, compare=False)
-
-    def validate_input(self, inputs: Any) -> None:
-        """Check rendered inputs against ``inputSchema``: ``InvalidError(code="input_invalid",
-        field="inputs.<path>")`` naming the field and the rule, never the value."""
-        self._input_validator(inputs)
+    #: ``validate_input(inputs)`` checks rendered inputs against ``inputSchema``:
+    #: ``InvalidError(code="input_invalid", field="inputs.<path>")`` naming the field and the
+    #: rule, never the value. The compiled validator itself, called with no method between.
+    validate_input: Validator = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +164,7 @@ def _operation(key: str, parts: OperationParts) -> CompiledOperation:
         transform=parts.transform,
         timeout_ms=op.timeoutMs,
         retry=RetryPolicy(attempts=op.retry.attempts) if op.retry else None,
-        _input_validator=parts.validator,
+        validate_input=parts.validator,
     )
 
 

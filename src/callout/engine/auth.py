@@ -11,7 +11,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -36,6 +36,12 @@ class AppliedAuth:
     header: tuple[str, str] | None = None
     query: tuple[str, str] | None = None
     secrets: tuple[str, ...] = ()
+    #: The header's name, lower case, as a request's ``secret_headers`` (empty without one).
+    header_names: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = frozenset({self.header[0].lower()}) if self.header is not None else frozenset()
+        object.__setattr__(self, "header_names", names)
 
 
 NO_AUTH = AppliedAuth()
@@ -124,9 +130,9 @@ class OAuthTokens:
     ) -> _Token:
         values = {key: template.render(scope) for key, template in auth.templates.items()}
         form = {"grant_type": "client_credentials"}
-        for name, field in (("scope", "scope"), ("audience", "audience")):
-            if values.get(field):
-                form[name] = values[field]
+        for name, key in (("scope", "scope"), ("audience", "audience")):
+            if values.get(key):
+                form[name] = values[key]
         basic = base64.b64encode(f"{values['clientId']}:{values['clientSecret']}".encode())
         request = OutboundRequest(
             method="POST",

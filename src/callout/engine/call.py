@@ -105,23 +105,17 @@ def assemble_request(
     if auth.header is not None:
         name, value = auth.header
         headers[name] = value
-        secret_headers = frozenset({name.lower()})
+        secret_headers = auth.header_names
     if auth.query is not None:
         url = add_query_param(url, *auth.query)
     body = payload = None
     if body_template is not None:
         body = body_template.render(scope)
-        payload = encode_json_body(body)
+        payload = dumps_compact(body).encode()  # encode_json_body, inlined
         if not sets_content_type:
             headers["Content-Type"] = "application/json"
     request = OutboundRequest(
-        method=method,
-        url=url,
-        headers=headers,
-        body=payload,
-        secret_headers=secret_headers,
-        secrets=secrets,
-        allowed_origins=allowed_origins,
+        method, url, headers, payload, secret_headers, secrets, allowed_origins
     )
     return request, body
 
@@ -138,8 +132,7 @@ async def perform(
     retry: RetryPolicy | None,
 ) -> CallResult:
     """Send ``request`` within both the node's timeout and the run's deadline."""
-    loop_ms = ctx.remaining_ms()
-    budget = min(float(timeout_ms), loop_ms)
+    budget = min(float(timeout_ms), (ctx.deadline - ctx.loop.time()) * 1000.0)
     if budget < 1:
         error: CalloutError = DeadlineExceeded(
             "the run's deadline passed before the call could start", code="run_deadline"
@@ -228,7 +221,6 @@ class CallTrace:
         request: OutboundRequest | None,
         result: CallResult,
         scrubber: Scrubber,
-        *,
         body: Any = None,
         extra: Mapping[str, Any] | None = None,
     ) -> None:

@@ -85,7 +85,11 @@ class IntegrationCall:
             if bound is None or bound.resolved is not resolved:
                 self._operation(resolved)  # an unknown operation is named before the connection
             connection = await source.connection(ctx.org_id, self.connection_id)
-            if bound is None or not bound.holds(resolved, connection):
+            if (
+                bound is None
+                or bound.resolved is not resolved
+                or bound.connection is not connection
+            ):
                 bound = self._bind(ctx.org_id, resolved, connection)
             scrubber = connection.scrubber
             operation = bound.operation
@@ -102,7 +106,11 @@ class IntegrationCall:
                 applied, scrubber = fixed.applied, fixed.scrubber
             else:
                 applied, scrubber = await _auth_per_call(ctx, bound, fixed.auth, spec_scope)
-            headers = {name: template.render(spec_scope) for name, template in operation.headers}
+            headers = (
+                {name: template.render(spec_scope) for name, template in operation.headers}
+                if operation.headers
+                else {}
+            )
             request, body = assemble_request(
                 operation.method,
                 operation.url.render(spec_scope),
@@ -140,7 +148,7 @@ class IntegrationCall:
                 extra["warnings"] = [warning]
             if mapping_error is not None:
                 extra["mappingError"] = scrubber.error_message(mapping_error)
-        trace = CallTrace(request, result, scrubber, body=body, extra=extra)
+        trace = CallTrace(request, result, scrubber, body, extra)
         return Step(NEXT, target, index, trace)
 
     def _bind(
@@ -234,9 +242,6 @@ class _Bound:
     outputs: Mappings
     #: The auth, as ``_fixed_auth`` derives it; None until the first call that renders it.
     fixed: _FixedAuth | None = None
-
-    def holds(self, resolved: ResolvedSpec, connection: ResolvedConnection) -> bool:
-        return self.resolved is resolved and self.connection is connection
 
     def fix_auth(self) -> _FixedAuth:
         """The operation's auth over this connection (kept with the connection, which other

@@ -172,7 +172,12 @@ async def step_node(
             Step(),
         )
     duration = (time.perf_counter() - started) * 1000.0
-    target = None if error is not None else _route(node.spec.on, step)
+    if error is not None:
+        target = None
+    elif step.target is not None:  # _route(), inlined for the usual case: a case's target
+        target = step.target
+    else:
+        target = _route(node.spec.on, step)
     result.events.append(
         NodeEvent(
             node_id=node_id,
