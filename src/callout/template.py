@@ -515,14 +515,17 @@ class UrlTemplate(Template):
         """The URL, already percent-encoded: send it as ``yarl.URL(url, encoded=True)``."""
         url = self._join(scope)
         if self._query:
-            pairs = []
+            query = ""
             for name, join in self._query:
                 if (value := join(scope)) is not None:
-                    pairs.append(name + value)
-            if pairs:
-                base, hash_, fragment = url.partition("#")
+                    query = f"{query}&{name}{value}" if query else name + value
+            if query:
+                if "#" in url:  # the query goes before the fragment
+                    base, hash_, fragment = url.partition("#")
+                else:
+                    base, hash_, fragment = url, "", ""
                 sep = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
-                url = base + sep + "&".join(pairs) + hash_ + fragment
+                url = base + sep + query + hash_ + fragment
         if self._check:
             _check_url(url, self.source, self._field)
         return url

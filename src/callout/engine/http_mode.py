@@ -94,14 +94,16 @@ class HttpCall:
             {
                 self.response_var: result.body,
                 "httpStatus": result.status,
-                "httpOk": result.ok,
-                "httpError": result.error_var(scrubber, self.spec.id),
+                "httpOk": result.outcome is Outcome.S2XX,
+                "httpError": (
+                    None if result.error is None else result.error_var(scrubber, self.spec.id)
+                ),
             }
         )
-        target, index = first_case(
-            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
-        )
-        trace = CallTrace(request, result, scrubber, body=body, extra=_HTTP_MODE)
+        # ``scope`` is this run's own dict, done with: it takes the call's two names in place.
+        scope["status"], scope["outcome"] = result.status, str(result.outcome)
+        target, index = first_case(self.cases, scope)
+        trace = CallTrace(request, result, scrubber, body, _HTTP_MODE)
         return Step(NEXT, target, index, trace)
 
 

@@ -137,9 +137,10 @@ class IntegrationCall:
         }
         mapping_error = self._map_outputs(changes, bound, result)
         ctx.set_vars(changes)
-        target, index = first_case(
-            self.cases, {**scope, "status": result.status, "outcome": str(result.outcome)}
-        )
+        # The cases read the flow's scopes (never input, conn or secret) and the call's result.
+        # ``scope`` is this run's own dict, done with: it takes the two names in place.
+        scope["status"], scope["outcome"] = result.status, str(result.outcome)
+        target, index = first_case(self.cases, scope)
         extra: Mapping[str, Any] = self.pins  # read, never written, by the trace
         warning = bound.warning if bound is not None else None
         if warning is not None or mapping_error is not None:
