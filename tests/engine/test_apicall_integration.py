@@ -379,3 +379,35 @@ async def test_auth_reading_only_the_connection_reaches_every_call(crm: Any) -> 
         shown = json.dumps(result.event.as_dict())
         assert API_KEY not in shown
         assert expected.removeprefix("Basic ") not in shown
+
+
+async def test_a_node_follows_its_source_between_calls(crm: Any) -> None:
+    """What a prepared node keeps between calls is dropped when the source answers with a
+    new connection revision, a deprecated spec, or a deleted connection."""
+    up, seen = crm
+    source = source_for(up)
+    async with Engine(EngineConfig(egress=LOOPBACK), integrations=source) as engine:
+        prepared = engine.prepare_node(node())
+
+        async def call() -> Any:
+            return await engine.run_node(prepared, event={"from": "+15551230001"}, org_id="org1")
+
+        first = await call()
+        source.add_connection(
+            "conn_a", "org1", "acme-crm", {"baseUrl": up.origin, "accountId": "acct 8"},
+            {"apiKey": "sk-live-rotated-9d"}, revision=1,
+        )  # fmt: skip
+        rotated = await call()
+        source.add_spec(crm_spec(), 1, owner_org="org1", status="deprecated")
+        deprecated = await call()
+        source.delete_connection("conn_a")
+        deleted = await call()
+    assert first.vars["contactId"] == rotated.vars["contactId"] == "c-1"
+    assert [s["query"]["account"] for s in seen] == ["acct 7", "acct 8", "acct 8"]
+    assert [s["headers"]["Authorization"] for s in seen][1:] == ["Bearer sk-live-rotated-9d"] * 2
+    assert "warnings" not in rotated.event.details()
+    assert "deprecated" in deprecated.event.details()["warnings"][0]
+    assert deleted.vars["integrationStatus"] == 0
+    assert deleted.vars["integrationError"]["code"] == "connection_deleted"
+    assert "warnings" not in deleted.event.details()
+    assert len(seen) == 3

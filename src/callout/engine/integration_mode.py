@@ -81,16 +81,13 @@ class IntegrationCall:
             # Resolved on every call (cheap while cached): how a published change, a retired
             # version or a deleted connection reaches a running node.
             resolved = await source.spec(ctx.org_id, self.slug, self.version)
-            bound = self._bound.get(ctx.org_id)
-            if bound is None or bound.resolved is not resolved:
+            kept = self._bound.get(ctx.org_id)
+            if kept is None or kept.resolved is not resolved:
                 self._operation(resolved)  # an unknown operation is named before the connection
             connection = await source.connection(ctx.org_id, self.connection_id)
-            if (
-                bound is None
-                or bound.resolved is not resolved
-                or bound.connection is not connection
-            ):
-                bound = self._bind(ctx.org_id, resolved, connection)
+            if kept is None or kept.resolved is not resolved or kept.connection is not connection:
+                kept = self._bind(ctx.org_id, resolved, connection)
+            bound = kept  # only now: a failure before this maps the node's own outputs only
             scrubber = connection.scrubber
             operation = bound.operation
             inputs = self.inputs.render(scope)
