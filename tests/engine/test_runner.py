@@ -250,3 +250,21 @@ def test_registering_a_type_twice_is_refused() -> None:
     engine = Engine()
     with pytest.raises(ValueError, match="already registered"):
         engine.registry.register(SimpleNodeType("branch", noop))
+
+
+def test_a_run_context_made_outside_a_loop_reads_the_deadline_inside_one() -> None:
+    """A host may build a RunContext for its own node type's unit test before any event loop
+    runs; its deadline is then measured on the loop that runs the node."""
+    engine = Engine()
+    ctx = RunContext(engine.services, {"x": 1})
+    assert ctx.loop is None
+
+    async def remaining() -> float:
+        loop = asyncio.get_running_loop()
+        ctx.deadline = loop.time() + 2.0
+        return ctx.remaining_ms()
+
+    left = asyncio.run(remaining())
+    assert 0 < left <= 2000.0
+    assert ctx.event == {}
+    assert ctx.vars == {"x": 1}

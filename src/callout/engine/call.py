@@ -132,7 +132,7 @@ async def perform(
     retry: RetryPolicy | None,
 ) -> CallResult:
     """Send ``request`` within both the node's timeout and the run's deadline."""
-    budget = min(float(timeout_ms), (ctx.deadline - ctx.loop.time()) * 1000.0)
+    budget = min(float(timeout_ms), ctx.remaining_ms())
     if budget < 1:
         error: CalloutError = DeadlineExceeded(
             "the run's deadline passed before the call could start", code="run_deadline"

@@ -50,8 +50,9 @@ class RunContext:
     changed: dict[str, Any]
     #: The scrubbers of the calls made so far, so a run's output can hide every secret used.
     scrubbers: list[Scrubber]
-    #: The event loop the run is on (its clock measures the deadline).
-    loop: asyncio.AbstractEventLoop = field(repr=False, compare=False)
+    #: The event loop the run is on (its clock measures the deadline); None for a context made
+    #: outside one (a host's unit test of its own node type): then the running loop's, when read.
+    loop: asyncio.AbstractEventLoop | None = field(repr=False, compare=False)
 
     # Written out rather than generated: a dataclass __init__ with default factories costs a
     # microsecond more, on every run.
@@ -79,7 +80,7 @@ class RunContext:
         self.org_id = org_id
         self.changed = {}
         self.scrubbers = []
-        self.loop = asyncio.get_running_loop() if loop is None else loop
+        self.loop = _running_loop() if loop is None else loop
 
     def scope(self) -> dict[str, Any]:
         """The template scope: ``{"vars": ..., "event": ..., ...}`` (live, not copied)."""
@@ -125,7 +126,15 @@ class RunContext:
 
     def remaining_ms(self) -> float:
         """Milliseconds left before the run deadline (may be negative)."""
-        return (self.deadline - self.loop.time()) * 1000.0
+        loop = self.loop or asyncio.get_running_loop()
+        return (self.deadline - loop.time()) * 1000.0
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class Trace(Protocol):
