@@ -8,9 +8,12 @@ templated URL and JSON body whose response is parsed into vars: prepared once an
 (c) an integration node against a spec and connection stored in SQLite (cached after the first
 call), prepared and run per call like the http node, (d) the same node inside a flow, and (e)
 that flow with run history recorded (flushed inside the timing). Each variant is paired with a
-raw baseline measured just before it; medians of the per-pair ratios are reported.
+raw baseline in every round: the two are set up once and driven in alternating blocks
+(``--blocks``), so both see the same stretch of the shared machine's speed; medians of the
+per-pair ratios are reported.
 
     .venv/bin/python bench/node_throughput.py [--requests 3000] [--concurrency 64] [--rounds 5]
+        [--blocks 6]
 
 The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio", ...}
 (ratios of the other variants too: "flow_ratio", "integration_ratio",
@@ -26,8 +29,8 @@ import multiprocessing as mp
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -114,7 +117,17 @@ async def _drive(
     return n / (time.perf_counter() - started)
 
 
-async def _raw(port: int, n: int, concurrency: int) -> float:
+#: What a variant drives: ``one(i)`` makes request ``i``; ``finish()``, when given, runs inside
+#: the timing after the requests (history must be written, not just queued).
+Load = tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]] | None]
+
+
+async def _timed(load: Load, n: int, concurrency: int) -> float:
+    return await _drive(n, concurrency, load[0], load[1])
+
+
+@asynccontextmanager
+async def _raw_load(port: int) -> AsyncIterator[Load]:
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as session:
 
@@ -126,7 +139,12 @@ async def _raw(port: int, n: int, concurrency: int) -> float:
                 assert data["id"] == "c-1001"
 
         await one(0)  # warm the pool
-        return await _drive(n, concurrency, one)
+        yield one, None
+
+
+async def _raw(port: int, n: int, concurrency: int) -> float:
+    async with _raw_load(port) as load:
+        return await _timed(load, n, concurrency)
 
 
 NODE = {
@@ -143,7 +161,8 @@ NODE = {
 }
 
 
-async def _callout(port: int, n: int, concurrency: int, *, whole_flow: bool) -> float:
+@asynccontextmanager
+async def _callout_load(port: int, *, whole_flow: bool) -> AsyncIterator[Load]:
     """The engine running the apiCall node: prepared once and run per call (how a host's flow
     engine embeds it), or inside a flow (onFlowStart -> the node) run by Callout's runner."""
     config = EngineConfig(egress=EgressPolicy.from_entries(["127.0.0.1/32"]))
@@ -170,7 +189,12 @@ async def _callout(port: int, n: int, concurrency: int, *, whole_flow: bool) -> 
             assert result.vars["crm"]["id"] == "c-1001", result.vars.get("httpError")
 
         await one(0)
-        return await _drive(n, concurrency, one)
+        yield one, None
+
+
+async def _callout(port: int, n: int, concurrency: int, *, whole_flow: bool) -> float:
+    async with _callout_load(port, whole_flow=whole_flow) as load:
+        return await _timed(load, n, concurrency)
 
 
 SPEC = {
@@ -241,7 +265,8 @@ async def _store_runtime(port: int, data_dir: Path) -> tuple[Runtime, CompiledFl
     return rt, flow, rt.engine.prepare_node(node)
 
 
-async def _integration(port: int, n: int, concurrency: int, data_dir: Path, *, run: str) -> float:
+@asynccontextmanager
+async def _integration_load(port: int, data_dir: Path, *, run: str) -> AsyncIterator[Load]:
     """``run``: "node" (prepared, ``run_node``, as the http node), "flow" (``run_flow``), or
     "history" (the flow with its run history recorded)."""
     rt, flow, node = await _store_runtime(port, data_dir)
@@ -260,12 +285,18 @@ async def _integration(port: int, n: int, concurrency: int, data_dir: Path, *, r
 
         await one(0)
         await rt.recorder.flush()
-        return await _drive(n, concurrency, one, rt.recorder.flush if run == "history" else None)
+        yield one, rt.recorder.flush if run == "history" else None
     finally:
         await rt.aclose()
 
 
-async def _floor(port: int, n: int, concurrency: int) -> float:
+async def _integration(port: int, n: int, concurrency: int, data_dir: Path, *, run: str) -> float:
+    async with _integration_load(port, data_dir, run=run) as load:
+        return await _timed(load, n, concurrency)
+
+
+@asynccontextmanager
+async def _floor_load(port: int) -> AsyncIterator[Load]:
     """A reference, not a variant of the engine: the integration node's call written by hand,
     doing only the work no implementation can skip (inputs checked, URL encoded and passed by
     the egress guard, bearer auth, JSON body, one deadline, the capped body read and JSON
@@ -318,40 +349,50 @@ async def _floor(port: int, n: int, concurrency: int) -> float:
             assert result["crmId"] == "c-1001", route
 
         await one(0)
-        return await _drive(n, concurrency, one)
+        yield one, None
 
 
-async def _measure(port: int, n: int, concurrency: int, rounds: int) -> dict[str, float]:
-    """Each round times every variant right after its own raw baseline, and the ratios are
-    taken per pair: the shared machine's speed drifts by 2x between minutes, rarely within
-    seconds. Reported: medians of the per-pair ratios and of the rates."""
+async def _floor(port: int, n: int, concurrency: int) -> float:
+    async with _floor_load(port) as load:
+        return await _timed(load, n, concurrency)
+
+
+async def _measure(
+    port: int, n: int, concurrency: int, rounds: int, blocks: int
+) -> dict[str, float]:
+    """Each round pairs every variant with a raw baseline, both set up once and then driven in
+    ``blocks`` alternating blocks of ``n / blocks`` requests (raw first in even blocks, the
+    variant first in odd ones), so that both see the same stretch of the shared machine's
+    speed, which drifts by 2x between minutes and noticeably within seconds. A pair's ratio is
+    raw time / variant time over all its blocks. Reported: medians of the per-pair ratios and
+    of the rates."""
     tmp = tempfile.TemporaryDirectory()
     root = Path(tmp.name)
-    variants: dict[str, Callable[[int], Awaitable[float]]] = {
-        "http node": lambda r: _callout(port, n, concurrency, whole_flow=False),
-        "http flow": lambda r: _callout(port, n, concurrency, whole_flow=True),
-        "integration node": lambda r: _integration(
-            port, n, concurrency, root / f"i{r}", run="node"
-        ),
-        "integration flow": lambda r: _integration(
-            port, n, concurrency, root / f"f{r}", run="flow"
-        ),
-        "integration + history": lambda r: _integration(
-            port, n, concurrency, root / f"h{r}", run="history"
-        ),
+    variants: dict[str, Callable[[int], AbstractAsyncContextManager[Load]]] = {
+        "http node": lambda r: _callout_load(port, whole_flow=False),
+        "http flow": lambda r: _callout_load(port, whole_flow=True),
+        "integration node": lambda r: _integration_load(port, root / f"i{r}", run="node"),
+        "integration flow": lambda r: _integration_load(port, root / f"f{r}", run="flow"),
+        "integration + history": lambda r: _integration_load(port, root / f"h{r}", run="history"),
     }
     rates: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
     ratios: dict[str, list[float]] = {name: [] for name in variants}
+    size = max(1, n // blocks)
     try:
         for r in range(rounds):
             line = []
-            for name, run in variants.items():
-                baseline = await _raw(port, n, concurrency)
-                ours = await run(r)
+            for name, load in variants.items():
+                seconds = {"raw": 0.0, name: 0.0}
+                async with _raw_load(port) as raw, load(r) as ours:
+                    for block in range(blocks):
+                        order = [("raw", raw), (name, ours)]
+                        for label, driven in order if block % 2 == 0 else order[::-1]:
+                            seconds[label] += size / await _timed(driven, size, concurrency)
+                baseline, rate = size * blocks / seconds["raw"], size * blocks / seconds[name]
                 rates["raw"].append(baseline)
-                rates[name].append(ours)
-                ratios[name].append(ours / baseline)
-                line.append(f"{name} {ours:,.0f}/{baseline:,.0f} = {ours / baseline:.2f}")
+                rates[name].append(rate)
+                ratios[name].append(rate / baseline)
+                line.append(f"{name} {rate:,.0f}/{baseline:,.0f} = {rate / baseline:.2f}")
             print(f"round {r + 1}: " + " | ".join(line))
     finally:
         tmp.cleanup()
@@ -379,16 +420,20 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--blocks", type=int, default=6)
     args = parser.parse_args()
     with upstream_process() as port:
         loop_name = _use_uvloop()
         print(f"upstream: aiohttp on 127.0.0.1:{port} (separate process); client loop: {loop_name}")
         print(
             f"{args.requests} requests per measurement, {args.rounds} rounds, concurrency "
-            f"{args.concurrency}; each variant paired with its own raw baseline; upstream, "
-            "client and engine share the machine's 2 cores"
+            f"{args.concurrency}; each variant paired with its own raw baseline, the two "
+            f"alternating in {args.blocks} blocks; upstream, client and engine share the "
+            "machine's 2 cores"
         )
-        figures = asyncio.run(_measure(port, args.requests, args.concurrency, args.rounds))
+        figures = asyncio.run(
+            _measure(port, args.requests, args.concurrency, args.rounds, args.blocks)
+        )
     print(
         f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "
         f"{figures['ratio']:.3f}; http flow ratio {figures['flow_ratio']:.3f}; "
