@@ -25,7 +25,6 @@ __all__ = [
     "CallResult",
     "CallTrace",
     "assemble_request",
-    "encode_json_body",
     "perform",
     "request_detail",
 ]
@@ -79,11 +78,6 @@ class CallResult(NamedTuple):
         return error
 
 
-def encode_json_body(body: Any) -> bytes:
-    """Encode a rendered JSON body (built as data, never by string concatenation)."""
-    return dumps_compact(body).encode()
-
-
 _NO_SECRET_HEADERS: frozenset[str] = frozenset()
 
 
@@ -111,7 +105,7 @@ def assemble_request(
     body = payload = None
     if body_template is not None:
         body = body_template.render(scope)
-        payload = dumps_compact(body).encode()  # encode_json_body, inlined
+        payload = dumps_compact(body).encode()  # built as data, never by concatenation
         if not sets_content_type:
             headers["Content-Type"] = "application/json"
     request = OutboundRequest(
