@@ -228,8 +228,8 @@ def _shortcut(schema: Mapping[str, Any]) -> Callable[[Any], bool] | None:
         or not all(isinstance(name, str) and name in properties for name in required)
     ):
         return None
-    names: dict[str, Any] = {"NoneType": type(None), "int": int, "float": float}
-    names.update({"str": str, "bool": bool, "dict": dict, "M": _ABSENT, "type": type})
+    names: dict[str, Any] = {"type": type, "dict": dict, "M": _ABSENT, "NoneType": type(None)}
+    names |= {"str": str, "int": int, "float": float, "bool": bool}  # what _SURELY names
     terms = ["type(d) is dict"]
     for i, (name, rules) in enumerate(properties.items()):
         kind = rules.get("type") if isinstance(rules, Mapping) else None

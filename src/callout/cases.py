@@ -35,7 +35,7 @@ from typing import Any, Final
 import regex  # type: ignore[import-untyped, unused-ignore]  # no stubs shipped; used narrowly
 
 from callout.errors import FlowValidationError, TemplateError
-from callout.template import Scope, lookup
+from callout.template import Scope, is_single_name, lookup
 
 __all__ = [
     "MATCH_MAX_INPUT",
@@ -99,12 +99,7 @@ class Case:
     def __post_init__(self) -> None:
         object.__setattr__(self, "_test", _tester(self.op, self.value))
         object.__setattr__(self, "_head", self.path.split(".", 1)[0].split("[", 1)[0])
-        plain = _PLAIN_NAME.fullmatch(self.path) is not None
-        object.__setattr__(self, "_key", self.path if plain else None)
-
-
-# A path of one name, as lookup() parses it (template._HEAD, and no segments after it).
-_PLAIN_NAME = re.compile(r"[^\W\d][\w-]*")
+        object.__setattr__(self, "_key", self.path if is_single_name(self.path) else None)
 
 
 def _is_number(value: Any) -> bool:

@@ -161,14 +161,12 @@ class Mappings:
     )
 
     def __post_init__(self) -> None:
-        fields: tuple[tuple[str, str], ...] | None = tuple(
+        fields = tuple(
             (name, expr._keys[0])
             for name, expr in self.pairs
             if expr._keys is not None and len(expr._keys) == 1
         )
-        if len(fields or ()) != len(self.pairs):
-            fields = None
-        object.__setattr__(self, "_fields", fields)
+        object.__setattr__(self, "_fields", fields if len(fields) == len(self.pairs) else None)
 
     def apply(self, data: Any) -> dict[str, Any]:
         """``{var: value}`` for every pair; a path missing from ``data`` gives None."""

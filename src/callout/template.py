@@ -42,6 +42,7 @@ __all__ = [
     "compile_text",
     "compile_url",
     "compile_value",
+    "is_single_name",
     "lookup",
 ]
 
@@ -121,6 +122,11 @@ def _parse_path(path: str) -> tuple[str, Segments]:
         message = f"{path!r} is not a path; write names joined by dots, e.g. vars.items[0].name"
         raise _fail(message, "template_syntax", None, None, path)
     return parsed[0], parsed[1]
+
+
+def is_single_name(path: str) -> bool:
+    """Whether ``path`` is one name, which ``lookup`` reads as ``scope.get(path)``."""
+    return _HEAD.fullmatch(path) is not None
 
 
 def lookup(scope: Scope, path: str) -> tuple[bool, Any]:
@@ -296,20 +302,20 @@ def _getter(hole: _Hole) -> Render:
 def _whole_getter(hole: _Hole) -> Render:
     """A renderer of a value that is one placeholder: its JSON value, a copy when it is a
     container (renders never share state). One plain key read from a dict is inlined."""
-    get, atoms = _getter(hole), _ATOMS
-    rest = hole.rest
+    atoms, rest = _ATOMS, hole.rest
     if len(rest) == 1 and rest[0][1] is None:
         head, key, general = hole.head, rest[0][0], hole.get
-        strings = (str, int, float, bool)
+        present = (str, int, float, bool)  # the atoms but null, which hole.get may default
 
         def whole_one(scope: Scope) -> Any:
             cur = scope.get(head)
-            if type(cur) is dict and type(value := cur.get(key)) in strings:
+            if type(cur) is dict and type(value := cur.get(key)) in present:
                 return value
             value = general(scope)
             return value if type(value) in atoms else _copy(value)
 
         return whole_one
+    get = _getter(hole)
 
     def whole(scope: Scope) -> Any:
         value = get(scope)
