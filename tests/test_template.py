@@ -431,6 +431,85 @@ def test_url_structure_holds_for_any_text(a: str, b: str) -> None:
     assert url.fragment == ""
 
 
+# A binding renders what the unbound template renders, for every shape of URL a spec uses: a
+# base URL, a host placeholder, path and query placeholders over conn and input, with values
+# that are good, missing, null, structural or not text at all.
+_BIND_SOURCES = [
+    ("{{conn.baseUrl}}/v2/{{input.id}}", {"q": "{{input.q}}", "acct": "{{conn.account}}"}),
+    ("{{conn.baseUrl}}", {"acct": "a-{{conn.account}}-{{input.q}}"}),
+    ("https://{{conn.host}}/x/{{conn.account}}/{{input.id}}#f", None),
+    ("https://{{conn.host}}.example.com:{{input.id}}/y", {"n": "{{conn.missing | default: null}}"}),
+    ("https://api.example.com/{{conn.account}}?a=1", {"k": "{{conn.account}}"}),
+    ("{{input.base}}/{{conn.account}}", None),
+]
+_TRICKY = st.sampled_from(
+    [
+        "https://api.example.com",
+        "https://api.example.com/base/",
+        "http://10.0.0.1:8080",
+        "ftp://x.example.com",
+        "not a url",
+        "evil.com/#",
+        "api.example.com",
+        "..",
+        ".",
+        "a/b",
+        "",
+    ]
+)
+# The hand-picked values (host, base URL, dot segment, structure) drawn most of the time.
+_BIND_VALUES = st.one_of(
+    _TRICKY,
+    _TRICKY,
+    _TRICKY,
+    st.text(max_size=12),
+    st.integers(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=500)
+@given(
+    which=st.integers(0, len(_BIND_SOURCES) - 1),
+    conn=st.dictionaries(st.sampled_from(["baseUrl", "host", "account"]), _BIND_VALUES),
+    inputs=st.dictionaries(st.sampled_from(["id", "q", "base"]), _BIND_VALUES),
+)
+def test_a_bound_url_renders_what_the_template_renders(
+    which: int, conn: dict[str, Any], inputs: dict[str, Any]
+) -> None:
+    """``bind({"conn": ...})`` folds the connection's config in once; for any config and
+    inputs, the bound URL renders the same text, or fails with the same error."""
+    source, query = _BIND_SOURCES[which]
+    try:
+        template = compile_url(source, query=query, scopes=SPEC_SCOPES, field="url")
+    except TemplateError:
+        return  # a literal part already refused when compiled
+    bound = template.bind({"conn": conn})
+    scope = {"conn": conn, "input": inputs}
+
+    def outcome(t: UrlTemplate) -> tuple[str, Any]:
+        try:
+            return "ok", t.render(scope)
+        except TemplateError as exc:
+            return "error", (exc.code, exc.field, exc.path, exc.message)
+
+    assert outcome(bound) == outcome(template)
+
+
+def test_binding_the_base_url_checks_the_url_once() -> None:
+    """A URL whose base comes from the connection is checked when bound, not per render: a
+    good base binds into a template with nothing left to check; a bad one stays unbound and
+    fails every render with the same message."""
+    template = compile_url("{{conn.baseUrl}}/v2/{{input.id}}", scopes=SPEC_SCOPES)
+    good = template.bind({"conn": {"baseUrl": "https://api.example.com/"}})
+    assert good is not template
+    assert good.render({"input": {"id": "a/b"}}) == "https://api.example.com/v2/a%2Fb"
+    bad = {"conn": {"baseUrl": "ftp://files.example.com"}}
+    assert template.bind(bad) is template
+    assert render_error(template, {**bad, "input": {"id": 1}}).code == "invalid_url"
+
+
 # -- JSON ------------------------------------------------------------------------------------
 
 

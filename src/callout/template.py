@@ -516,6 +516,49 @@ class UrlTemplate(Template):
     _query: tuple[_QueryEntry, ...]
     _check: bool
     _field: str | None
+    #: What ``bind`` folds: the path's literals, its holes with their renderers and whether
+    #: each sits before the path (raw), and the query entries' holes.
+    _parts: _UrlParts | None = None
+
+    def bind(self, fixed: Mapping[str, Mapping[str, Any]]) -> UrlTemplate:
+        """This URL with every placeholder that reads only ``fixed`` (e.g. ``{"conn": config}``)
+        rendered once, now. When no placeholder is left before the path, the URL's structure
+        is checked here, once, instead of on every render.
+
+        The bound template renders what this one renders for any scope whose ``fixed`` scopes
+        equal ``fixed``. A placeholder that fails to render now (a missing path, a host that
+        is not one) is left as it is, so each render raises what it always raised.
+        """
+        parts = self._parts
+        if parts is None or not any(
+            h.head in fixed for h in (*parts.holes, *(h for q in parts.query_holes for h in q))
+        ):
+            return self
+        lits, fns, raws = [parts.lits[0]], [], []
+        for hole, fn, raw, lit in zip(
+            parts.holes, parts.fns, parts.raws, parts.lits[1:], strict=True
+        ):
+            text = _fixed_text((hole,), fn, fixed)
+            if text is None:
+                fns.append(fn)
+                raws.append(raw)
+                lits.append(lit)
+            else:
+                lits[-1] += text + lit
+        entries = tuple(
+            (name, join if (text := _fixed_text(holes, join, fixed)) is None else _constant(text))
+            for (name, join), holes in zip(self._query, parts.query_holes, strict=True)
+        )  # fmt: skip
+        check = any(raws)
+        if not check:
+            try:
+                _check_url("x".join(lits), self.source, self._field)
+            except TemplateError:
+                return self  # each render raises it, as before
+        return UrlTemplate(
+            self.source, self.paths, self.is_static, _joiner(lits, fns), entries, check,
+            self._field, None,
+        )  # fmt: skip
 
     def render(self, scope: Scope) -> str:
         """The URL, already percent-encoded: send it as ``yarl.URL(url, encoded=True)``."""
@@ -553,24 +596,29 @@ def compile_url(
     """
     lits, holes = _parse(source, scopes, field)
     fns: list[Render] = []
-    started = seen_sep = raw = False
+    raws: list[bool] = []
+    started = seen_sep = False
     for i, hole in enumerate(holes):
         if not started:  # the path starts at the first / ? or # after "scheme://"
             lit, pos = lits[i], 0
             if not seen_sep and (m := _SCHEME_SEP.match(lit)) is not None:
                 seen_sep, pos = True, m.end()
             started = any(lit.find(c, pos) != -1 for c in "/?#")
+        raws.append(not started)
         if started:
             fns.append(_component_fn(hole))
         else:
-            raw, base = True, i == 0 and not lits[0]
+            base = i == 0 and not lits[0]
             fns.append(_raw_fn(hole, base=base, strip_slash=lits[1].startswith("/")))
+    raw = any(raws)
     entries: list[_QueryEntry] = []
+    query_holes: list[tuple[_Hole, ...]] = []
     all_holes = list(holes)
     for name, value in (query or {}).items():
         text = value if isinstance(value, str) else _text(value)
         qlits, qholes = _parse(text, scopes, f"{query_field}.{name}")
         all_holes += qholes
+        query_holes.append(tuple(qholes))
         single = qholes[0] if qlits == ["", ""] else None
         if single is not None:  # the whole value is one placeholder: left out when it is null
             join = _component_fn(single, null=None)
@@ -580,7 +628,39 @@ def compile_url(
     if not raw:
         _check_url("x".join(lits), source, field)
     join = _joiner(lits, fns)
-    return UrlTemplate(source, _paths(all_holes), not all_holes, join, tuple(entries), raw, field)
+    parts = _UrlParts(tuple(lits), tuple(holes), tuple(fns), tuple(raws), tuple(query_holes))
+    return UrlTemplate(
+        source, _paths(all_holes), not all_holes, join, tuple(entries), raw, field, parts
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _UrlParts:
+    """A compiled URL's pieces, kept for ``UrlTemplate.bind``."""
+
+    lits: tuple[str, ...]
+    holes: tuple[_Hole, ...]
+    fns: tuple[Render, ...]
+    raws: tuple[bool, ...]
+    query_holes: tuple[tuple[_Hole, ...], ...]
+
+
+def _fixed_text(
+    holes: tuple[_Hole, ...], render: Callable[[Scope], str | None], fixed: Scope
+) -> str | None:
+    """What ``render`` gives now, when it reads ``holes`` only, each from ``fixed``, and renders
+    without error; else None (it is rendered per call). A query entry that renders to None
+    (left out) is rendered per call too: rare, and kept simple."""
+    if not holes or not all(h.head in fixed for h in holes):
+        return None
+    try:
+        return render(fixed)
+    except TemplateError:
+        return None
+
+
+def _constant(text: str) -> Callable[[Scope], str]:
+    return lambda scope: text
 
 
 # -- JSON ------------------------------------------------------------------------------------

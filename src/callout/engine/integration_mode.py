@@ -25,7 +25,7 @@ from callout.integration import CompiledAuth, CompiledOperation, CompiledSpec
 from callout.mapping import Mappings, compile_mappings
 from callout.scrub import NULL_SCRUBBER, Scrubber, scrubber_for
 from callout.spec.flow import NEXT, NodeSpec
-from callout.template import JsonTemplate, compile_value
+from callout.template import JsonTemplate, UrlTemplate, compile_value
 from callout.transport import OutboundRequest, RetryPolicy
 
 __all__ = ["INTEGRATION_FIELDS", "IntegrationCall", "compile_integration_call"]
@@ -110,7 +110,7 @@ class IntegrationCall:
             )
             request, body = assemble_request(
                 operation.method,
-                operation.url.render(spec_scope),
+                bound.url.render(spec_scope),
                 headers,
                 applied,
                 operation.body,
@@ -176,6 +176,7 @@ class IntegrationCall:
             self.retry or operation.retry,
             # The operation's defaults, then the node's: a name in both takes the node's.
             Mappings(operation.default_output_mappings.pairs + self.output_mappings.pairs),
+            operation.url.bind({"conn": connection.config}),
         )
         if len(self._bound) >= _BOUND_KEPT:
             self._bound.clear()
@@ -238,6 +239,9 @@ class _Bound:
     timeout_ms: int | None
     retry: RetryPolicy | None
     outputs: Mappings
+    #: The operation's URL with the connection's config rendered in (its structure checked
+    #: once here, not on every call).
+    url: UrlTemplate
     #: The auth, as ``_fixed_auth`` derives it; None until the first call that renders it.
     fixed: _FixedAuth | None = None
 
