@@ -248,14 +248,34 @@ async def test_a_stale_entry_is_re_read_once_however_many_calls_find_it(
     await replica.spec("org1", "acme-crm", 1)
     await replica.connection("org1", conn)
     queries: list[str] = []
-    for store, name in [(rt.specs, "get"), (rt.connections, "revision")]:
+    for store, name in [(rt.specs, "status"), (rt.specs, "get"), (rt.connections, "revision")]:
         monkeypatch.setattr(store, name, counted(getattr(store, name), name, queries))
     clock.now += 6
     specs = await asyncio.gather(*(replica.spec("org1", "acme-crm", 1) for _ in range(50)))
     conns = await asyncio.gather(*(replica.connection("org1", conn) for _ in range(50)))
-    assert sorted(queries) == ["get", "revision"]
+    assert sorted(queries) == ["revision", "status"]
     assert {s.version for s in specs} == {1}
     assert {c.secrets["apiKey"] for c in conns} == {SECRET}
+
+
+async def test_a_refresh_re_reads_only_the_spec_status(rt: Runtime, crm: Any) -> None:
+    """After the TTL a version's status is re-read, never its content (which cannot change): an
+    unchanged version is the same object as before (nodes keep what they bound to it), and a
+    status set by another replica is seen with the same compiled spec."""
+    up, _ = crm
+    await setup(rt, up)
+    clock = ManualClock()
+    replica = StoreIntegrationSource(rt.specs, rt.connections, ttl_s=5.0, clock=clock)
+    first = await replica.spec("org1", "acme-crm", 1)
+    clock.now += 6
+    assert await replica.spec("org1", "acme-crm", 1) is first
+    await set_spec_status(rt, None, "acme-crm", 1, "deprecated", actor="other")
+    assert await replica.spec("org1", "acme-crm", 1) is first  # within the TTL
+    clock.now += 6
+    deprecated = await replica.spec("org1", "acme-crm", 1)
+    assert deprecated.status == "deprecated"
+    assert deprecated.compiled is first.compiled
+    assert first.status == "active"
 
 
 def counted(

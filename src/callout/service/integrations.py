@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from callout.engine.sources import (
     ResolvedConnection,
@@ -112,6 +112,19 @@ class StoreIntegrationSource:
         org, slug, version = key
         org_id = org or None
         generation = self._generation
+        cached = self._spec_cache.get(key)
+        if cached is not None:
+            # A published version's content never changes: only its status is re-read, and an
+            # unchanged one keeps the same object, so nodes keep what they bound to it.
+            current = await self._specs.status(org_id, slug, version)
+            if current == cached.value.status:
+                cached.fresh_until = self._clock() + self._ttl
+                return cached.value
+            if current is not None:
+                changed = ResolvedSpec(cached.value.compiled, version, cast(SpecStatus, current))
+                if generation == self._generation:
+                    self._spec_cache[key] = _Cached(changed, self._clock() + self._ttl)
+                return changed
         published = await self._specs.get(org_id, slug, version)
         if published is None:
             newest = await self._specs.get(org_id, slug)

@@ -212,6 +212,16 @@ class SpecStore:
             row = await s.scalar(query)
         return None if row is None else _published(row)
 
+    async def status(self, org_id: str | None, slug: str, version: int) -> str | None:
+        """A visible version's status (cheap: for cache refreshes, as content never changes),
+        else None."""
+        query = select(IntegrationSpec.status).where(
+            IntegrationSpec.slug == slug, _visible(org_id), IntegrationSpec.version == version
+        )
+        async with self._db.session() as s:
+            value: str | None = await s.scalar(query)
+        return value
+
     async def list(
         self, org_id: str | None, *, latest_only: bool = False
     ) -> builtins.list[PublishedSpec]:
