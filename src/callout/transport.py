@@ -182,11 +182,17 @@ class InboundResponse(NamedTuple):
     body: Any
     #: Decoded (decompressed) body bytes read.
     size: int
-    #: The final URL, after redirects.
-    url: str
+    #: The final URL, after redirects (read it as text through ``url``).
+    final_url: URL | str
     attempts: int
     redirects: int
     duration_ms: float
+
+    @property
+    def url(self) -> str:
+        """The final URL as text: made when read (~1 us for yarl to build it; calls rarely
+        read it)."""
+        return str(self.final_url)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -347,7 +353,7 @@ class Transport:
                 headers=headers,
                 body=body,
                 size=len(data),
-                url=str(final),
+                final_url=final,
                 attempts=attempts,
                 redirects=hops,
                 duration_ms=(loop.time() - start) * 1000,
