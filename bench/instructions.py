@@ -20,7 +20,7 @@ valgrind it came once in a few hundred, and at ~30M instructions a refresh (two 
 SQLAlchemy and aiosqlite's thread) it added ~50k instructions to every integration request,
 a cost no real deployment pays per request. So the workers here run with the TTL at an hour,
 and the counts are the steady state; what a refresh costs per request at real pace is measured
-separately (``bench/RESULTS.md``).
+separately (``bench/cache_refresh.py``).
 
 About a minute per run, two runs per variant. The last line is JSON: instructions per request
 and the ratio to raw for each variant.

@@ -546,19 +546,22 @@ class UrlTemplate(Template):
             else:
                 lits[-1] += text + lit
         entries = tuple(
-            (name, join if (text := _fixed_text(holes, join, fixed)) is None else _constant(text))
+            (
+                name,
+                join if (text := _fixed_text(holes, join, fixed)) is None else _joiner([text], []),
+            )
             for (name, join), holes in zip(self._query, parts.query_holes, strict=True)
-        )  # fmt: skip
+        )
         check = any(raws)
         if not check:
             try:
                 _check_url("x".join(lits), self.source, self._field)
             except TemplateError:
                 return self  # each render raises it, as before
+        join = _joiner(lits, fns)
         return UrlTemplate(
-            self.source, self.paths, self.is_static, _joiner(lits, fns), entries, check,
-            self._field, None,
-        )  # fmt: skip
+            self.source, self.paths, self.is_static, join, entries, check, self._field, None
+        )
 
     def render(self, scope: Scope) -> str:
         """The URL, already percent-encoded: send it as ``yarl.URL(url, encoded=True)``."""
@@ -657,10 +660,6 @@ def _fixed_text(
         return render(fixed)
     except TemplateError:
         return None
-
-
-def _constant(text: str) -> Callable[[Scope], str]:
-    return lambda scope: text
 
 
 # -- JSON ------------------------------------------------------------------------------------
