@@ -431,6 +431,34 @@ def test_url_structure_holds_for_any_text(a: str, b: str) -> None:
     assert url.fragment == ""
 
 
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(), st.integers()), min_size=1, max_size=3),
+    segment=st.one_of(st.text(), st.integers()),
+)
+def test_query_entries_round_trip_and_null_ones_are_left_out(
+    values: list[Any], segment: str | int
+) -> None:
+    """Query entries come after one "?", joined by "&", in order; each value round-trips and
+    an entry whose value is null is left out (a URL without a query keeps none)."""
+    names = [f"q{i}" for i in range(len(values))]
+    template = compile_url(
+        "https://api.example.com/v1/{{input.id}}",
+        query={name: f"{{{{input.{name} | default: null}}}}" for name in names},
+        scopes=SPEC_SCOPES,
+    )
+    rendered = template.render({"input": {"id": segment, **dict(zip(names, values, strict=True))}})
+    url = URL(rendered, encoded=True)
+    assert url.parts == ("/", "v1", str(segment))
+    kept = [
+        (n, v if isinstance(v, str) else str(v))
+        for n, v in zip(names, values, strict=True)
+        if v is not None
+    ]
+    assert list(url.query.items()) == kept
+    assert ("?" in rendered) == bool(kept)
+    assert url.fragment == ""
+
+
 # A binding renders what the unbound template renders, for every shape of URL a spec uses: a
 # base URL, a host placeholder, path and query placeholders over conn and input, with values
 # that are good, missing, null, structural or not text at all.

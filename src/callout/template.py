@@ -512,9 +512,10 @@ _QueryEntry = tuple[str, Callable[[Scope], str | None]]
 class UrlTemplate(Template):
     """An absolute http(s) URL; path, query and fragment placeholders are encoded components."""
 
-    _join: Callable[[Scope], str]
+    #: ``render(scope)``: the URL, already percent-encoded: send it as ``yarl.URL(url,
+    #: encoded=True)``. The compiled renderer itself (``_url_renderer``), no method in between.
+    render: Callable[[Scope], str]
     _query: tuple[_QueryEntry, ...]
-    _check: bool
     _field: str | None
     #: What ``bind`` folds: the path's literals, its holes with their renderers and whether
     #: each sits before the path (raw), and the query entries' holes.
@@ -559,28 +560,67 @@ class UrlTemplate(Template):
             except TemplateError:
                 return self  # each render raises it, as before
         join = _joiner(lits, fns)
-        return UrlTemplate(
-            self.source, self.paths, self.is_static, join, entries, check, self._field, None
-        )
+        render = _url_renderer(join, entries, check, lits, self.source, self._field)
+        return UrlTemplate(self.source, self.paths, self.is_static, render, entries, self._field)
 
-    def render(self, scope: Scope) -> str:
-        """The URL, already percent-encoded: send it as ``yarl.URL(url, encoded=True)``."""
-        url = self._join(scope)
-        if self._query:
-            query = ""
-            for name, join in self._query:
-                if (value := join(scope)) is not None:
-                    query = f"{query}&{name}{value}" if query else name + value
-            if query:
-                if "#" in url:  # the query goes before the fragment
-                    base, hash_, fragment = url.partition("#")
-                else:
-                    base, hash_, fragment = url, "", ""
-                sep = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
-                url = base + sep + query + hash_ + fragment
-        if self._check:
-            _check_url(url, self.source, self._field)
+
+def _url_renderer(
+    join: Callable[[Scope], str],
+    query: tuple[_QueryEntry, ...],
+    check: bool,
+    lits: list[str],
+    source: str,
+    field: str | None,
+) -> Callable[[Scope], str]:
+    """The renderer of a URL whose text before the query is ``join`` and whose query entries
+    are ``query``; ``check``: its structure is checked after each render (a placeholder sits
+    before the path)."""
+    if not check and not any(c in lit for lit in lits for c in "?&#"):
+        # Every placeholder renders as one encoded component, which holds no ? & or #: the
+        # query goes after a "?" known now, and there is no fragment to put it before.
+        if not query:
+            return join
+        if len(query) == 1:
+            ((name, value_of),) = query
+            prefix = "?" + name
+
+            def render_one_entry(scope: Scope) -> str:
+                url = join(scope)
+                value = value_of(scope)
+                return url if value is None else url + prefix + value
+
+            return render_one_entry
+
+        def render_query(scope: Scope) -> str:
+            url = join(scope)
+            text = _query_text(query, scope)
+            return url + "?" + text if text else url
+
+        return render_query
+
+    def render(scope: Scope) -> str:
+        url = join(scope)
+        if query and (text := _query_text(query, scope)):
+            if "#" in url:  # the query goes before the fragment
+                base, hash_, fragment = url.partition("#")
+            else:
+                base, hash_, fragment = url, "", ""
+            sep = "" if base.endswith(("?", "&")) else "&" if "?" in base else "?"
+            url = base + sep + text + hash_ + fragment
+        if check:
+            _check_url(url, source, field)
         return url
+
+    return render
+
+
+def _query_text(query: tuple[_QueryEntry, ...], scope: Scope) -> str:
+    """The query's entries joined by "&", each left out when it renders to None."""
+    text = ""
+    for name, value_of in query:
+        if (value := value_of(scope)) is not None:
+            text = f"{text}&{name}{value}" if text else name + value
+    return text
 
 
 def compile_url(
@@ -631,9 +671,16 @@ def compile_url(
     if not raw:
         _check_url("x".join(lits), source, field)
     join = _joiner(lits, fns)
+    query_entries = tuple(entries)
     parts = _UrlParts(tuple(lits), tuple(holes), tuple(fns), tuple(raws), tuple(query_holes))
     return UrlTemplate(
-        source, _paths(all_holes), not all_holes, join, tuple(entries), raw, field, parts
+        source,
+        _paths(all_holes),
+        not all_holes,
+        _url_renderer(join, query_entries, raw, lits, source, field),
+        query_entries,
+        field,
+        parts,
     )
 
 

@@ -143,6 +143,28 @@ async def test_operation_runs_with_auth_query_and_mappings(crm: Any) -> None:
     assert v["vip"] is True
 
 
+@pytest.mark.parametrize("failing", [False, True])
+async def test_cases_read_the_flows_scopes_not_input_conn_or_secret(
+    crm: Any, failing: bool
+) -> None:
+    """A case on ``secret``, ``input`` or ``conn`` reads the flow's vars of that name, whether
+    the call was sent or failed before sending: the operation's scopes never reach routing."""
+    up, _ = crm
+    cases = [
+        {"path": name, "op": "exists", "nodeId": f"via-{name}"}
+        for name in ("secret", "input", "conn")
+    ] + [{"path": "outcome", "op": "exists", "nodeId": "fallback"}]
+    phone = "not a phone" if failing else "+15551230001"
+    async with Engine(EngineConfig(egress=LOOPBACK), integrations=source_for(up)) as engine:
+        result = await engine.run_node(
+            node(cases=cases), event={"from": phone}, vars={"conn": "x"}, org_id="org1"
+        )
+        unset = await engine.run_node(node(cases=cases), event={"from": phone}, org_id="org1")
+    assert result.vars["integrationOk"] is not failing
+    assert result.route == "via-conn"
+    assert unset.route == "fallback"
+
+
 async def test_secrets_never_reach_vars_output_or_history(crm: Any) -> None:
     """The upstream echoes the key; the node's event and the run's output never show it."""
     up, _ = crm
