@@ -101,7 +101,7 @@ class Expression:
         raise InvalidError(message, code="mapping_failed", field=self.field)
 
 
-def compile_expression(source: str, *, field: str) -> Expression:
+def compile_expression(source: object, *, field: str) -> Expression:
     """Compile one JMESPath expression; a bad one is ``InvalidError(code="bad_mapping")``."""
     if not isinstance(source, str):
         message = f"{field}: a mapping is a JMESPath expression written as a string"
@@ -216,7 +216,7 @@ class Transform:
         return result
 
 
-def compile_mappings(raw: Mapping[str, str], *, field: str) -> Mappings:
+def compile_mappings(raw: Mapping[Any, Any], *, field: str) -> Mappings:
     """Compile ``{var: expression}``; errors name ``<field>.<var>``."""
     pairs = []
     for name, source in raw.items():
@@ -231,6 +231,6 @@ def compile_mappings(raw: Mapping[str, str], *, field: str) -> Mappings:
     return Mappings(tuple(pairs))
 
 
-def compile_transform(source: str, *, field: str) -> Transform:
+def compile_transform(source: object, *, field: str) -> Transform:
     """Compile a transform (one JMESPath expression producing an object)."""
     return Transform(compile_expression(source, field=field))

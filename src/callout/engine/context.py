@@ -6,16 +6,14 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from callout._jsontext import dumps, scalar
+from callout.engine.services import Services  # a runtime import: mypyc resolves field types
 from callout.scrub import NULL_SCRUBBER, Scrubber
 from callout.spec.flow import NEXT
 
-if TYPE_CHECKING:
-    from callout.engine.services import Services
-
-__all__ = ["SCOPE_NAMES", "Detail", "NodeEvent", "RunContext", "Step", "Trace"]
+__all__ = ["SCOPE_NAMES", "BoundedNode", "Detail", "NodeEvent", "RunContext", "Step", "Trace"]
 
 _NO_DETAIL: Mapping[str, Any] = MappingProxyType({})
 _NO_SCOPE: Mapping[str, Any] = MappingProxyType({})
@@ -152,6 +150,17 @@ class Trace(Protocol):
 
 
 Detail = Mapping[str, Any] | Trace
+
+
+class BoundedNode:
+    """A built-in node that keeps the run's deadline itself (it returns at once, or bounds its
+    call by the time the run has left), so the runner arms no timer around it."""
+
+    __slots__ = ()
+
+    @property
+    def bounded(self) -> bool:
+        return True
 
 
 class Step(NamedTuple):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
 from callout.cases import Case
 from callout.engine.auth import NO_AUTH, render_auth
 from callout.engine.call import CallResult, CallTrace, assemble_request, perform
-from callout.engine.context import RunContext, Step
+from callout.engine.context import BoundedNode, RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import first_case, node_cases
 from callout.errors import CalloutError, Outcome
@@ -47,11 +47,10 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
 @dataclass(frozen=True, slots=True)
-class HttpCall:
+class HttpCall(BoundedNode):
     """A compiled ad-hoc request node."""
 
     #: The call is bounded by min(timeoutMs, the run's remaining time): no wrapper needed.
-    bounded: ClassVar[bool] = True
     spec: NodeSpec
     method: str
     url: UrlTemplate

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
 from callout.cases import Case
 from callout.engine.auth import AppliedAuth, render_auth
 from callout.engine.call import CallResult, CallTrace, assemble_request, perform
-from callout.engine.context import RunContext, Step
+from callout.engine.context import BoundedNode, RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.engine.nodes import first_case, node_cases
 from callout.engine.sources import ResolvedConnection, ResolvedSpec, connection_error
@@ -47,10 +47,9 @@ INTEGRATION_FIELDS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class IntegrationCall:
+class IntegrationCall(BoundedNode):
     """A compiled integration-mode node."""
 
-    bounded: ClassVar[bool] = True  # bounded by min(timeoutMs, the run's remaining time)
     spec: NodeSpec
     slug: str
     version: int

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from callout.cases import Case, case_matches, compile_cases
-from callout.engine.context import RunContext, Step
+from callout.engine.context import BoundedNode, RunContext, Step
 from callout.engine.node_config import ConfigReader
 from callout.errors import FlowValidationError
 from callout.spec.flow import NodeSpec
@@ -42,8 +42,7 @@ def route_by_cases(cases: tuple[Case, ...], scope: dict[str, Any]) -> Step:
 
 
 @dataclass(frozen=True, slots=True)
-class _Start:
-    bounded: ClassVar[bool] = True  # returns at once: no deadline wrapper needed
+class _Start(BoundedNode):
     spec: NodeSpec
 
     async def run(self, ctx: RunContext) -> Step:
@@ -63,8 +62,7 @@ class OnFlowStartType:
 
 
 @dataclass(frozen=True, slots=True)
-class _Branch:
-    bounded: ClassVar[bool] = True  # returns at once: no deadline wrapper needed
+class _Branch(BoundedNode):
     spec: NodeSpec
     cases: tuple[Case, ...]
 
@@ -82,8 +80,7 @@ class BranchType:
 
 
 @dataclass(frozen=True, slots=True)
-class _SetVariable:
-    bounded: ClassVar[bool] = True  # returns at once: no deadline wrapper needed
+class _SetVariable(BoundedNode):
     spec: NodeSpec
     var: str
     value: JsonTemplate
