@@ -101,7 +101,7 @@ class EgressPolicy:
 
     @classmethod
     def from_entries(
-        cls, entries: Iterable[str], *, extra_ports: Iterable[int] = ()
+        cls, entries: Iterable[str], *, extra_ports: Iterable[object] = ()
     ) -> EgressPolicy:
         """Build a policy from CIDRs, bare IPs, host names and ``*.`` wildcards."""
         networks: dict[IPNetwork, None] = {}

@@ -282,7 +282,7 @@ class Transport:
         if session is not None:
             await session.close()
 
-    def _budget(self, timeout_ms: int | None) -> float:
+    def _budget(self, timeout_ms: object) -> float:
         if timeout_ms is None:
             return self._default_s
         limit = self.config.max_timeout_ms
@@ -298,7 +298,7 @@ class Transport:
         self,
         request: OutboundRequest,
         *,
-        timeout_ms: int | None = None,
+        timeout_ms: object = None,  # an int, or None for the default; anything else is refused
         retry: RetryPolicy | None = None,
     ) -> InboundResponse:
         """Send ``request`` and return the final response, whatever its status.
