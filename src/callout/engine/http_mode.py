@@ -48,9 +48,8 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 @dataclass(frozen=True, slots=True)
 class HttpCall(BoundedNode):
-    """A compiled ad-hoc request node."""
+    """A compiled ad-hoc request node (bounded by min(timeoutMs, the run's remaining time))."""
 
-    #: The call is bounded by min(timeoutMs, the run's remaining time): no wrapper needed.
     spec: NodeSpec
     method: str
     url: UrlTemplate

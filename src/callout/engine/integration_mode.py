@@ -48,7 +48,7 @@ INTEGRATION_FIELDS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class IntegrationCall(BoundedNode):
-    """A compiled integration-mode node."""
+    """A compiled integration-mode node (bounded by min(timeoutMs, the run's remaining time))."""
 
     spec: NodeSpec
     slug: str
