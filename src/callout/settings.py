@@ -7,6 +7,7 @@ explicit objects it takes.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,13 @@ class Settings(BaseSettings):
         None, description="Master keys as 'id:base64key,...', primary first; else the key file."
     )
     history_days: int = Field(30, ge=1, description="Days of run history kept.")
+    history_writer: Literal["process", "inline"] = Field(
+        "process",
+        description="Where run history is scrubbed, encoded and stored: 'process', a writer "
+        "process the service hands each run to (its CPU off the call path), or 'inline', a "
+        "task in the serving process. CLI commands that run one flow and exit use 'inline' "
+        "unless this is set.",
+    )
     log_level: str = Field("INFO", description="Level of the JSON log lines on stderr.")
     cache_ttl_ms: int = Field(
         5000,

@@ -216,6 +216,9 @@ async def runtime(settings: Settings, *, auto_init: bool = False) -> AsyncIterat
     if auto_init and not settings.master_keys and not key_file(settings).exists():
         report = await initialise(settings)
         typer.echo(f"initialised {report.data_dir} (database and master key)", err=True)
+    if "history_writer" not in settings.model_fields_set:
+        # One command, at most one run: a writer process would cost more than the run.
+        settings = settings.model_copy(update={"history_writer": "inline"})
     try:
         rt = await open_runtime(settings)
     except CalloutError as exc:

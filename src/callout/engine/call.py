@@ -16,7 +16,7 @@ from callout._jsontext import dumps_compact, dumps_unicode
 from callout.engine.auth import AppliedAuth, add_query_param
 from callout.engine.context import RunContext
 from callout.errors import CalloutError, DeadlineExceeded, Outcome
-from callout.scrub import Scrubber
+from callout.scrub import NULL_SCRUBBER, Scrubber, scrubber_for
 from callout.template import JsonTemplate
 from callout.transport import InboundResponse, OutboundRequest, RetryPolicy
 
@@ -244,5 +244,57 @@ class CallTrace:
             extra=self._extra,
         )
 
+    def wire(self) -> tuple[Any, ...]:
+        """What ``as_dict`` reads, as plain data (a tuple of str, numbers, None, dicts and the
+        bodies), for the history writer process; ``from_wire`` makes an equivalent trace back.
+
+        It holds the raw request, secrets included: it goes only to that process, over a pipe.
+        """
+        request, result = self._request, self._result
+        response, error = result.response, result.error
+        return (
+            None
+            if request is None
+            else (request.method, request.url, _plain_dict(request.headers)),
+            result.outcome.value,
+            result.status,
+            result.attempts,
+            result.duration_ms,
+            None if error is None else error.code,
+            None
+            if response is None
+            else (
+                response.status,
+                response.size,
+                response.duration_ms,
+                response.redirects,
+                response.body,
+            ),
+            self._scrubber.secrets,
+            self._body,
+            None if self._extra is None else _plain_dict(self._extra),
+        )
+
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...]) -> CallTrace:
+        """The trace ``wire()`` describes (its ``as_dict`` gives what the original's gave)."""
+        sent, outcome, status, attempts, duration_ms, code, shipped, secrets, body, extra = wire
+        request = None if sent is None else OutboundRequest(sent[0], sent[1], sent[2])
+        response = (
+            None
+            if shipped is None
+            else InboundResponse(
+                shipped[0], {}, shipped[4], shipped[1], "", attempts, shipped[3], shipped[2]
+            )
+        )
+        error = None if code is None else CalloutError("", code=code)
+        result = CallResult(Outcome(outcome), status, None, response, error, attempts, duration_ms)
+        scrubber = scrubber_for(tuple(secrets)) if secrets else NULL_SCRUBBER
+        return cls(request, result, scrubber, body, extra)
+
     def __repr__(self) -> str:
         return f"CallTrace(outcome={self._result.outcome!s}, status={self._result.status})"
+
+
+def _plain_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    return value if type(value) is dict else dict(value)

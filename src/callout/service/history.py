@@ -18,7 +18,7 @@ import logging
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
@@ -26,7 +26,13 @@ from callout.engine.runner import RunResult
 from callout.store.errors import StoreError
 from callout.store.history import EncodedRun, HistoryStore, RunRecord
 
-__all__ = ["HistoryRecorder", "retention_cutoff"]
+__all__ = [
+    "HistoryMetrics",
+    "HistoryRecorder",
+    "RunRecorder",
+    "history_metrics",
+    "retention_cutoff",
+]
 
 #: The first retry of a failed write waits this long; each next one twice as long, up to the cap.
 RETRY_BASE_S = 0.05
@@ -46,7 +52,7 @@ def retention_cutoff(days: int, now: datetime | None = None) -> datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class _Metrics:
+class HistoryMetrics:
     written: Counter
     queue_full: Counter
     write_errors: Counter
@@ -54,13 +60,13 @@ class _Metrics:
 
 
 # One set per registry: a second recorder (a test, a restart in-process) must not re-register.
-_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, HistoryMetrics] = weakref.WeakKeyDictionary()
 
 
-def _metrics(registry: CollectorRegistry) -> _Metrics:
+def history_metrics(registry: CollectorRegistry) -> HistoryMetrics:
     found = _METRICS.get(registry)
     if found is None:
-        found = _Metrics(
+        found = HistoryMetrics(
             Counter(
                 "callout_history_runs_written",
                 "Runs written to run history.",
@@ -102,6 +108,20 @@ class _Flush:
         self.stop = stop
 
 
+class RunRecorder(Protocol):
+    """What a runtime records its runs' history with: ``HistoryRecorder`` (in this process) or
+    ``ProcessHistoryRecorder`` (a writer process). Both write every run recorded before a
+    ``flush()`` or ``close()`` returns, and make ``record()`` wait rather than drop a run."""
+
+    async def start(self) -> None: ...
+
+    async def record(self, result: RunResult, org_id: str | None) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class HistoryRecorder:
     """Records finished runs into a ``HistoryStore`` in the background, in batches."""
 
@@ -120,7 +140,7 @@ class HistoryRecorder:
         self._queue_size = queue_size
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._metrics = _metrics(registry)
+        self._metrics = history_metrics(registry)
         self._queue: asyncio.Queue[_Entry | _Flush] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False

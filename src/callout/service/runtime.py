@@ -17,12 +17,14 @@ from aiohttp.abc import AbstractResolver
 from callout.crypto import KeyRing, create_key_file, load_key_ring
 from callout.engine.engine import Engine
 from callout.engine.runner import CompiledFlow, RunResult
-from callout.service.history import HistoryRecorder
+from callout.service.history import HistoryRecorder, RunRecorder
+from callout.service.history_process import ProcessHistoryRecorder
 from callout.service.integrations import StoreIntegrationSource
 from callout.settings import Settings
 from callout.store.audit import AuditLog
 from callout.store.connections import ConnectionStore
 from callout.store.db import Database, default_database_url, open_database
+from callout.store.errors import StoreError
 from callout.store.history import HistoryStore
 from callout.store.specs import SpecStore
 
@@ -96,7 +98,7 @@ class Runtime:
     source: StoreIntegrationSource
     engine: Engine
     history: HistoryStore
-    recorder: HistoryRecorder
+    recorder: RunRecorder
 
     @property
     def key_file(self) -> Path | None:
@@ -145,6 +147,18 @@ def build_runtime(
     source = StoreIntegrationSource(specs, connections, ttl_s=settings.cache_ttl_ms / 1000)
     engine = Engine(settings.engine_config(), resolver=resolver, integrations=source)
     history = HistoryStore(db)
+    recorder: RunRecorder
+    if settings.history_writer == "process":
+        if db.dialect == "sqlite" and db.url.database in (None, "", ":memory:"):
+            raise StoreError(
+                "CALLOUT_HISTORY_WRITER=process needs a database another process can open: "
+                "use a SQLite file or PostgreSQL, or set CALLOUT_HISTORY_WRITER=inline",
+                code="invalid_settings",
+                field="history_writer",
+            )
+        recorder = ProcessHistoryRecorder(db.url.render_as_string(hide_password=False))
+    else:
+        recorder = HistoryRecorder(history)
     return Runtime(
         settings,
         db,
@@ -155,5 +169,5 @@ def build_runtime(
         source,
         engine,
         history,
-        HistoryRecorder(history),
+        recorder,
     )

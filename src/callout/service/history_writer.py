@@ -1,0 +1,104 @@
+"""The history writer process: ``python -m callout.service.history_writer``.
+
+Started by ``ProcessHistoryRecorder`` (``service/history_process``, which states the protocol and
+the threat), never by hand. It reads frames of finished runs on stdin, scrubs, encodes and
+stores each frame's runs in one batch with the in-process ``HistoryRecorder`` (the same
+scrubbing, fallbacks and retries), and acknowledges the frame on stdout once it is committed.
+At the end of its input (the serving process closed the pipe, or died) it writes what it has
+read and exits.
+
+Threat: the runs it reads hold secrets. It logs only error class names and counts (through
+the scrubbing log processor), and stdout carries acknowledgements only: the file descriptor is
+kept for them, and anything else printed to stdout goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import marshal
+import os
+from typing import Any, BinaryIO
+
+from prometheus_client import CollectorRegistry
+
+from callout.engine.runner import RunResult
+from callout.engine.wire import run_from_wire
+from callout.logs import configure_logging
+from callout.service.history import HistoryRecorder
+from callout.service.history_process import ACK, FRAME
+from callout.store.db import Database
+from callout.store.history import HistoryStore
+
+__all__ = ["main", "serve"]
+
+_log = logging.getLogger("callout.history")
+
+#: Runs one frame can hold (the serving process sends at most its batch size, 200 by default).
+_BATCH = 10_000
+
+
+async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
+    """Write the runs of every frame read from ``frames``; acknowledge each on ``acks``."""
+    header = await frames.readexactly(FRAME.size)
+    _, size = FRAME.unpack(header)
+    config: dict[str, Any] = _loads(await frames.readexactly(size))
+    db = Database(config["database_url"])
+    recorder = HistoryRecorder(
+        HistoryStore(db), batch_size=_BATCH, flush_interval=0, registry=CollectorRegistry()
+    )
+    await recorder.start()
+    try:
+        while True:
+            try:
+                header = await frames.readexactly(FRAME.size)
+            except asyncio.IncompleteReadError:
+                return  # the end of the input
+            seq, size = FRAME.unpack(header)
+            for blob in _loads(await frames.readexactly(size)):
+                result, org_id = _run(blob)
+                await recorder.record(result, org_id)
+            await recorder.flush()
+            acks.write(ACK.pack(seq))
+            acks.flush()
+    finally:
+        await recorder.close()
+        await db.dispose()
+
+
+def _run(blob: bytes) -> tuple[RunResult, str | None]:
+    """The run a wire describes; if it cannot be read back (a bug), the run without its vars
+    and events, as the in-process recorder keeps a run it cannot encode."""
+    wire = _loads(blob)
+    try:
+        return run_from_wire(wire)
+    except Exception as exc:  # noqa: BLE001  -- keep what can be kept of the run
+        _log.error("history wire unreadable", extra={"errorType": type(exc).__name__})
+        return run_from_wire(("unavailable", *wire[1:6], wire[9], wire[10], wire[12]))
+
+
+def _loads(data: bytes) -> Any:
+    # Only ever what the serving process that started us wrote, through our own pipe.
+    return marshal.loads(data)  # noqa: S302
+
+
+async def _main(ack_fd: int) -> None:
+    loop = asyncio.get_running_loop()
+    frames = asyncio.StreamReader(limit=1 << 30)
+    await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(frames), os.fdopen(0, "rb", buffering=0)
+    )
+    with os.fdopen(ack_fd, "wb", buffering=0) as acks:
+        await serve(frames, acks)
+
+
+def main() -> None:
+    """Entry point: JSON logs on stderr; acknowledgements on the stdout it was started with."""
+    ack_fd = os.dup(1)
+    os.dup2(2, 1)  # a stray print must not corrupt the acknowledgements
+    configure_logging(level="WARNING")
+    asyncio.run(_main(ack_fd))
+
+
+if __name__ == "__main__":
+    main()
