@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import pytest
 from aiohttp import web
 
 from callout.testing import serve_app
@@ -112,11 +113,14 @@ def integration_node(node_id: str, operation: str, to: str, connection_id: str) 
     }
 
 
-async def test_no_secret_survives_in_history_database_or_logs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("writer", ["inline", "process"])
+async def test_no_secret_survives_in_history_database_or_logs(tmp_path: Path, writer: str) -> None:
     """Secrets used as bearer token, Basic password, query key and JSON body value, and an
-    ad-hoc bearer token, all echoed back by the upstream, appear nowhere afterwards."""
+    ad-hoc bearer token, all echoed back by the upstream, appear nowhere afterwards, whether
+    history is written in the command's process or handed to a writer process."""
     data = tmp_path / "data"
     env = {
+        "CALLOUT_HISTORY_WRITER": writer,
         "CALLOUT_DATA_DIR": str(data),
         "CALLOUT_EGRESS_ALLOW": "127.0.0.1/32",
         "CALLOUT_LOG_LEVEL": "DEBUG",

@@ -19,7 +19,8 @@ from callout.engine.engine import Engine
 from callout.engine.runner import CompiledFlow
 from callout.engine.services import EngineConfig
 from callout.guard import EgressPolicy
-from callout.service.history import HistoryRecorder, retention_cutoff
+from callout.service.history import HistoryRecorder, RunRecorder, retention_cutoff
+from callout.service.history_process import ProcessHistoryRecorder
 from callout.store.db import Database
 from callout.store.errors import StoreError
 from callout.store.history import HistoryStore, RunRecord
@@ -107,21 +108,33 @@ def store(database: Database) -> HistoryStore:
     return HistoryStore(database)
 
 
-@pytest.fixture
+@pytest.fixture(params=["inline", "process"])
 async def recorder(
-    store: HistoryStore, registry: CollectorRegistry
-) -> AsyncIterator[HistoryRecorder]:
-    rec = HistoryRecorder(store, registry=registry)
+    request: pytest.FixtureRequest,
+    store: HistoryStore,
+    database: Database,
+    registry: CollectorRegistry,
+) -> AsyncIterator[RunRecorder]:
+    """Each recorder a runtime can use (CALLOUT_HISTORY_WRITER): the same contract."""
+    rec: RunRecorder
+    if request.param == "inline":
+        rec = HistoryRecorder(store, registry=registry)
+    else:
+        rec = ProcessHistoryRecorder(database_url(database), registry=registry)
     await rec.start()
     yield rec
     await rec.close()
+
+
+def database_url(database: Database) -> str:
+    return database.url.render_as_string(hide_password=False)
 
 
 async def test_flush_makes_recorded_runs_visible(
     engine: Engine,
     flow: CompiledFlow,
     store: HistoryStore,
-    recorder: HistoryRecorder,
+    recorder: RunRecorder,
     registry: CollectorRegistry,
 ) -> None:
     """After flush(), every recorded run is stored with its events, and counted as written."""
@@ -234,7 +247,7 @@ async def test_a_thousand_concurrent_runs_each_produce_complete_history(
     engine: Engine,
     flow: CompiledFlow,
     store: HistoryStore,
-    recorder: HistoryRecorder,
+    recorder: RunRecorder,
     database: Database,
 ) -> None:
     """1,000 runs at once, each recorded as it ends: 1,000 runs and 3,000 events, none missing."""
@@ -266,7 +279,7 @@ def echo_headers() -> web.Application:
 
 
 async def test_stored_history_holds_no_secret(
-    engine: Engine, store: HistoryStore, recorder: HistoryRecorder, database: Database
+    engine: Engine, store: HistoryStore, recorder: RunRecorder, database: Database
 ) -> None:
     """A bearer token echoed by the upstream, and copied by a later node, is stored nowhere."""
     async with serve_app(echo_headers()) as up:

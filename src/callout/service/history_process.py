@@ -98,6 +98,12 @@ class ProcessHistoryRecorder:
         self._started = self._closing = self._stopping = False
         self._restarts = 0
 
+    @property
+    def writer_pid(self) -> int | None:
+        """The process id of the current writer (for operators and tests), if one runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
     async def start(self) -> None:
         """Start the writer process (once)."""
         if self._started:

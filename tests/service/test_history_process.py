@@ -1,0 +1,182 @@
+"""The history writer process: what only a recorder in another process can get wrong (a writer
+that dies or stalls, shutdown, the copy of the package it runs, settings). The contract it shares
+with the in-process recorder is tested on both in test_history_recorder.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+import callout
+from callout.crypto import KeyRing, MasterKey
+from callout.engine.engine import Engine
+from callout.engine.runner import CompiledFlow, RunResult
+from callout.service.history import HistoryRecorder
+from callout.service.history_process import ProcessHistoryRecorder, writer_command
+from callout.service.runtime import build_runtime, open_runtime
+from callout.settings import Settings
+from callout.store.db import Database
+from callout.store.errors import StoreError
+from callout.store.history import HistoryStore
+from tests.service.test_history_recorder import (
+    database_url,
+    engine,
+    event_rows,
+    flow,
+    registry,
+    sample,
+    store,
+)
+
+__all__ = ["engine", "flow", "registry", "store"]  # fixtures
+
+
+@pytest.fixture
+async def results(engine: Engine, flow: CompiledFlow) -> list[RunResult]:
+    return [await engine.run_flow(flow, event={"n": i}, org_id="org-a") for i in range(60)]
+
+
+@pytest.fixture
+async def recorder(
+    database: Database, registry: CollectorRegistry
+) -> AsyncIterator[ProcessHistoryRecorder]:
+    rec = ProcessHistoryRecorder(
+        database_url(database), batch_size=10, flush_interval=30.0, registry=registry
+    )
+    await rec.start()
+    try:
+        yield rec
+    finally:
+        await rec.close()
+
+
+def writer_of(recorder: ProcessHistoryRecorder) -> int:
+    pid = recorder.writer_pid
+    assert pid is not None
+    return pid
+
+
+async def test_runs_sent_to_a_writer_that_is_killed_are_written_by_the_next(
+    recorder: ProcessHistoryRecorder,
+    results: list[RunResult],
+    store: HistoryStore,
+    database: Database,
+    registry: CollectorRegistry,
+) -> None:
+    """Frames a stalled writer received but never acknowledged are sent again to a new writer
+    when it is killed: all 60 runs are stored, none twice, and the restart is counted."""
+    for result in results[:20]:
+        await recorder.record(result, "org-a")
+    await recorder.flush()
+    first = writer_of(recorder)
+    os.kill(first, signal.SIGSTOP)  # it reads nothing more, acknowledges nothing more
+    for result in results[20:]:
+        await recorder.record(result, "org-a")  # four frames go to the stopped writer
+    os.kill(first, signal.SIGKILL)
+    await recorder.flush()
+    assert writer_of(recorder) != first
+    assert await store.count("org-a") == 60
+    assert await event_rows(database) == 180
+    assert sample(registry, "callout_history_write_errors_total") == 1
+    assert sample(registry, "callout_history_runs_written_total") == 60
+
+
+async def test_a_full_queue_makes_record_wait_for_the_writer(
+    database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
+) -> None:
+    """With queue_size runs unacknowledged (the writer stalled), record() waits and is counted;
+    when the writer goes on, the run is taken and every run arrives."""
+    rec = ProcessHistoryRecorder(
+        database_url(database), queue_size=2, batch_size=1, registry=registry
+    )
+    await rec.start()
+    await rec.record(results[0], "org-a")
+    await rec.flush()
+    pid = writer_of(rec)
+    os.kill(pid, signal.SIGSTOP)
+    await rec.record(results[1], "org-a")
+    await rec.record(results[2], "org-a")
+    third = asyncio.create_task(rec.record(results[3], "org-a"))
+    await asyncio.sleep(0)  # one turn of the loop: the task runs until it waits
+    assert not third.done()
+    assert sample(registry, "callout_history_queue_full_total") == 1
+    assert sample(registry, "callout_history_queue_depth") == 2
+    os.kill(pid, signal.SIGCONT)
+    await third
+    await rec.close()
+    assert await store.count("org-a") == 4
+    assert sample(registry, "callout_history_queue_depth") == 0
+
+
+async def test_close_writes_everything_then_the_writer_exits(
+    database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
+) -> None:
+    """close() returns once every recorded run is stored (frames not yet full included), and
+    the writer has exited of itself; a later record() is refused."""
+    rec = ProcessHistoryRecorder(
+        database_url(database), batch_size=7, flush_interval=30.0, registry=registry
+    )
+    with pytest.raises(StoreError, match="start"):
+        await rec.record(results[0], "org-a")
+    await rec.start()
+    proc = rec._proc
+    assert proc is not None
+    for result in results[:50]:
+        await rec.record(result, "org-a")
+    await rec.close()
+    assert await store.count("org-a") == 50
+    assert proc.returncode == 0
+    with pytest.raises(StoreError, match="not running"):
+        await rec.record(results[50], "org-a")
+
+
+async def test_the_writer_runs_the_package_this_process_imported() -> None:
+    """The compiled build or the sources, whichever the serving process runs, first on the
+    writer's path: the writer stores runs exactly as this process would encode them."""
+    command, env = writer_command()
+    root = str(Path(callout.__file__).resolve().parent.parent)
+    assert command[1:] == ["-m", "callout.service.history_writer"]
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == root
+    probe = await asyncio.create_subprocess_exec(
+        command[0],
+        "-c",
+        "import callout, pathlib; print(pathlib.Path(callout.__file__).resolve().parent.parent)",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await probe.communicate()
+    assert out.decode().strip() == root
+
+
+async def test_a_runtime_uses_the_writer_process_unless_told_otherwise(tmp_path: Path) -> None:
+    """open_runtime: the writer process by default, in process with CALLOUT_HISTORY_WRITER."""
+    ring = KeyRing([MasterKey.generate("k1")])
+    settings = Settings(data_dir=tmp_path, master_keys=ring.to_env_value())
+    rt = await open_runtime(settings)
+    try:
+        assert isinstance(rt.recorder, ProcessHistoryRecorder)
+    finally:
+        await rt.aclose()
+    inline = settings.model_copy(update={"history_writer": "inline"})
+    rt = await open_runtime(inline)
+    try:
+        assert isinstance(rt.recorder, HistoryRecorder)
+    finally:
+        await rt.aclose()
+
+
+async def test_a_writer_process_on_an_in_memory_database_is_refused(tmp_path: Path) -> None:
+    """No other process can open an in-memory SQLite database: the setting is named."""
+    db = Database("sqlite+aiosqlite://")
+    try:
+        with pytest.raises(StoreError, match="CALLOUT_HISTORY_WRITER=inline") as failure:
+            build_runtime(Settings(data_dir=tmp_path), db, KeyRing([MasterKey.generate("k1")]))
+        assert failure.value.field == "history_writer"
+    finally:
+        await db.dispose()
