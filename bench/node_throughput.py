@@ -6,8 +6,12 @@ concurrency and request count, we time (a) a raw aiohttp client loop doing the e
 templated URL and JSON body whose response is parsed into vars: prepared once and run per call
 (how a host platform's flow engine embeds it), and inside a flow run by Callout's runner. Then
 (c) an integration node against a spec and connection stored in SQLite (cached after the first
-call), prepared and run per call like the http node, (d) the same node inside a flow, and (e)
-that flow with run history recorded (flushed inside the timing). Each variant is paired with a
+call), prepared and run per call like the http node, (d) the same node inside a flow, (e)
+that flow with run history recorded (flushed inside the timing) by the history writer process
+a runtime uses by default, and (f) the same with history written in this process
+(``CALLOUT_HISTORY_WRITER=inline``). The CPU a request of this process and of the writer
+process is printed too: the writer's work is moved off the serving process, not gone, and on
+this 2-core machine it shares a core with the upstream. Each variant is paired with a
 raw baseline in every round: the two are set up once and driven in alternating blocks
 (``--blocks``), so both see the same stretch of the shared machine's speed; medians of the
 per-pair ratios are reported.
@@ -17,7 +21,8 @@ per-pair ratios are reported.
 
 The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio", ...}
 (ratios of the other variants too: "flow_ratio", "integration_ratio",
-"integration_flow_ratio", "history_ratio").
+"integration_flow_ratio", "history_ratio", "inline_history_ratio"; and the writer process's
+CPU a request, "history_writer_cpu_us").
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import statistics
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -117,13 +123,27 @@ async def _drive(
     return n / (time.perf_counter() - started)
 
 
-#: What a variant drives: ``one(i)`` makes request ``i``; ``finish()``, when given, runs inside
-#: the timing after the requests (history must be written, not just queued).
-Load = tuple[Callable[[int], Awaitable[None]], Callable[[], Awaitable[None]] | None]
+class Load(NamedTuple):
+    """What a variant drives: ``one(i)`` makes request ``i``; ``finish()``, when given, runs
+    inside the timing after the requests (history must be written, not just queued);
+    ``helper_pid``, the process that takes work off this one (the history writer), whose CPU
+    is counted too."""
+
+    one: Callable[[int], Awaitable[None]]
+    finish: Callable[[], Awaitable[None]] | None = None
+    helper_pid: int | None = None
 
 
 async def _timed(load: Load, n: int, concurrency: int) -> float:
-    return await _drive(n, concurrency, load[0], load[1])
+    return await _drive(n, concurrency, load.one, load.finish)
+
+
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used; this process's when None."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @asynccontextmanager
@@ -139,7 +159,7 @@ async def _raw_load(port: int) -> AsyncIterator[Load]:
                 assert data["id"] == "c-1001"
 
         await one(0)  # warm the pool
-        yield one, None
+        yield Load(one)
 
 
 async def _raw(port: int, n: int, concurrency: int) -> float:
@@ -189,7 +209,7 @@ async def _callout_load(port: int, *, whole_flow: bool) -> AsyncIterator[Load]:
             assert result.vars["crm"]["id"] == "c-1001", result.vars.get("httpError")
 
         await one(0)
-        yield one, None
+        yield Load(one)
 
 
 async def _callout(port: int, n: int, concurrency: int, *, whole_flow: bool) -> float:
@@ -227,10 +247,12 @@ SPEC = {
 }
 
 
-async def _store_runtime(port: int, data_dir: Path) -> tuple[Runtime, CompiledFlow, PreparedNode]:
+async def _store_runtime(
+    port: int, data_dir: Path, writer: str = "process"
+) -> tuple[Runtime, CompiledFlow, PreparedNode]:
     """A runtime on SQLite with the spec published and a connection made (cached after the
-    first call, as on a live service)."""
-    settings = Settings(data_dir=data_dir, egress_allow="127.0.0.1/32")
+    first call, as on a live service); its history recorded by ``writer`` (process, inline)."""
+    settings = Settings(data_dir=data_dir, egress_allow="127.0.0.1/32", history_writer=writer)
     await initialise(settings)
     rt = await open_runtime(settings)
     await publish_spec(rt, json.dumps(SPEC), owner_org=None, actor="bench")
@@ -267,15 +289,19 @@ async def _store_runtime(port: int, data_dir: Path) -> tuple[Runtime, CompiledFl
 
 @asynccontextmanager
 async def _integration_load(port: int, data_dir: Path, *, run: str) -> AsyncIterator[Load]:
-    """``run``: "node" (prepared, ``run_node``, as the http node), "flow" (``run_flow``), or
-    "history" (the flow with its run history recorded)."""
-    rt, flow, node = await _store_runtime(port, data_dir)
+    """``run``: "node" (prepared, ``run_node``, as the http node), "flow" (``run_flow``),
+    "history" (the flow with its run history recorded, by the writer process a runtime uses by
+    default) or "history-inline" (recorded in this process, ``CALLOUT_HISTORY_WRITER=inline``).
+    """
+    recorded = run.startswith("history")
+    writer = "process" if run == "history" else "inline"  # no idle writer beside the others
+    rt, flow, node = await _store_runtime(port, data_dir, writer)
     try:
 
         async def one(i: int) -> None:
             scopes: dict[str, Any] = {"event": {"from": f"+1555{i}"}, "vars": {"i": i}}
             result: Any
-            if run == "history":
+            if recorded:
                 result = await rt.run_and_record(flow, org_id="bench", **scopes)
             elif run == "flow":
                 result = await rt.engine.run_flow(flow, org_id="bench", **scopes)
@@ -284,8 +310,9 @@ async def _integration_load(port: int, data_dir: Path, *, run: str) -> AsyncIter
             assert result.vars["crmId"] == "c-1001", result.vars.get("integrationError")
 
         await one(0)
-        await rt.recorder.flush()
-        yield one, rt.recorder.flush if run == "history" else None
+        await rt.recorder.flush()  # the writer process is up and has written a run
+        pid = getattr(rt.recorder, "writer_pid", None)
+        yield Load(one, rt.recorder.flush if recorded else None, pid)
     finally:
         await rt.aclose()
 
@@ -349,7 +376,7 @@ async def _floor_load(port: int) -> AsyncIterator[Load]:
             assert result["crmId"] == "c-1001", route
 
         await one(0)
-        yield one, None
+        yield Load(one)
 
 
 async def _floor(port: int, n: int, concurrency: int) -> float:
@@ -374,28 +401,50 @@ async def _measure(
         "integration node": lambda r: _integration_load(port, root / f"i{r}", run="node"),
         "integration flow": lambda r: _integration_load(port, root / f"f{r}", run="flow"),
         "integration + history": lambda r: _integration_load(port, root / f"h{r}", run="history"),
+        "integration + inline history": lambda r: _integration_load(
+            port, root / f"n{r}", run="history-inline"
+        ),
     }
     rates: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
     ratios: dict[str, list[float]] = {name: [] for name in variants}
+    # CPU a request: of this process (client and engine), and of the history writer process.
+    cpu: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
+    writer_cpu: list[float] = []
     size = max(1, n // blocks)
     try:
         for r in range(rounds):
             line = []
             for name, load in variants.items():
                 seconds = {"raw": 0.0, name: 0.0}
+                used = {"raw": 0.0, name: 0.0}
+                helper = 0.0
                 async with _raw_load(port) as raw, load(r) as ours:
                     for block in range(blocks):
                         order = [("raw", raw), (name, ours)]
                         for label, driven in order if block % 2 == 0 else order[::-1]:
+                            before, helper_before = _cpu_s(None), _cpu_s(driven.helper_pid)
                             seconds[label] += size / await _timed(driven, size, concurrency)
-                baseline, rate = size * blocks / seconds["raw"], size * blocks / seconds[name]
+                            used[label] += _cpu_s(None) - before
+                            if driven.helper_pid is not None:
+                                helper += _cpu_s(driven.helper_pid) - helper_before
+                done = size * blocks
+                baseline, rate = done / seconds["raw"], done / seconds[name]
                 rates["raw"].append(baseline)
                 rates[name].append(rate)
                 ratios[name].append(rate / baseline)
+                cpu["raw"].append(used["raw"] / done * 1e6)
+                cpu[name].append(used[name] / done * 1e6)
+                if ours.helper_pid is not None:
+                    writer_cpu.append(helper / done * 1e6)
                 line.append(f"{name} {rate:,.0f}/{baseline:,.0f} = {rate / baseline:.2f}")
             print(f"round {r + 1}: " + " | ".join(line))
     finally:
         tmp.cleanup()
+    print(
+        "CPU a request (median, us): "
+        + "; ".join(f"{name} {statistics.median(v):.0f}" for name, v in cpu.items())
+        + f"; the history writer process {statistics.median(writer_cpu):.0f}"
+    )
 
     def med(values: list[float], digits: int = 1) -> float:
         return round(statistics.median(values), digits)
@@ -412,6 +461,8 @@ async def _measure(
         "integration_flow_ratio": med(ratios["integration flow"], 3),
         "history_rps": med(rates["integration + history"]),
         "history_ratio": med(ratios["integration + history"], 3),
+        "inline_history_ratio": med(ratios["integration + inline history"], 3),
+        "history_writer_cpu_us": med(writer_cpu),
     }
 
 
@@ -439,7 +490,8 @@ def main() -> None:
         f"{figures['ratio']:.3f}; http flow ratio {figures['flow_ratio']:.3f}; "
         f"integration node ratio {figures['integration_ratio']:.3f}; "
         f"integration flow ratio {figures['integration_flow_ratio']:.3f}; "
-        f"integration + history ratio {figures['history_ratio']:.3f}"
+        f"integration + history ratio {figures['history_ratio']:.3f} (inline "
+        f"{figures['inline_history_ratio']:.3f})"
     )
     print(json.dumps(figures))
 

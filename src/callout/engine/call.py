@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from callout._jsontext import dumps_compact, dumps_unicode
@@ -26,6 +27,7 @@ __all__ = [
     "CallTrace",
     "assemble_request",
     "perform",
+    "plain_dict",
     "request_detail",
 ]
 
@@ -253,9 +255,7 @@ class CallTrace:
         request, result = self._request, self._result
         response, error = result.response, result.error
         return (
-            None
-            if request is None
-            else (request.method, request.url, _plain_dict(request.headers)),
+            None if request is None else (request.method, request.url, plain_dict(request.headers)),
             result.outcome.value,
             result.status,
             result.attempts,
@@ -272,7 +272,7 @@ class CallTrace:
             ),
             self._scrubber.secrets,
             self._body,
-            None if self._extra is None else _plain_dict(self._extra),
+            None if self._extra is None else plain_dict(self._extra),
         )
 
     @classmethod
@@ -296,5 +296,10 @@ class CallTrace:
         return f"CallTrace(outcome={self._result.outcome!s}, status={self._result.status})"
 
 
-def _plain_dict(value: Mapping[str, Any]) -> dict[str, Any]:
-    return value if type(value) is dict else dict(value)
+def plain_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    """``value`` as a dict ``marshal`` can write: itself if it is one, else a shallow copy."""
+    if type(value) is dict:
+        return value
+    if type(value) is MappingProxyType:  # a node's constant detail: its dict's own copy, in C
+        return value.copy()
+    return dict(value)

@@ -14,14 +14,22 @@ have stored for it anyway (``plain``): a run's JSON never holds more than its ty
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
-from callout.engine.call import CallTrace
+from callout.engine.call import CallTrace, plain_dict
 from callout.engine.context import NodeEvent
 from callout.engine.runner import RunResult, RunStatus
 from callout.scrub import NULL_SCRUBBER, scrubber_for
 
-__all__ = ["RunWire", "plain", "run_from_wire", "run_wire", "unavailable_wire"]
+__all__ = [
+    "RunWire",
+    "plain",
+    "run_from_wire",
+    "run_wire",
+    "unavailable_wire",
+    "without_values",
+]
 
 #: A run as ``run_wire`` gives it (a tuple, so ``marshal`` writes it in C).
 RunWire = tuple[Any, ...]
@@ -65,15 +73,20 @@ def unavailable_wire(result: RunResult, org_id: str | None) -> RunWire:
     )
 
 
+def without_values(wire: RunWire) -> RunWire:
+    """A full ``wire`` cut down to ``unavailable_wire``'s: for values that cannot be sent."""
+    return (_UNAVAILABLE, *wire[1:5], list(wire[5]), wire[9], wire[10], wire[12])
+
+
 def _event_wire(event: NodeEvent) -> tuple[Any, ...]:
     detail = event.detail
     if isinstance(detail, CallTrace):
         shipped: tuple[int, Any] = (_CALL, detail.wire())
-    elif isinstance(detail, Mapping):
-        shipped = (_MAPPING, detail if type(detail) is dict else dict(detail))
+    elif isinstance(detail, (dict, MappingProxyType, Mapping)):  # in order: the ABC last
+        shipped = (_MAPPING, plain_dict(detail))
     else:  # a host's own Trace: made into its (scrubbed) mapping here
-        shipped = (_MAPPING, dict(event.details()))
-    changed, error = event.vars_changed, event.error
+        shipped = (_MAPPING, plain_dict(event.details()))
+    error = event.error
     return (
         event.node_id,
         event.node_type,
@@ -81,9 +94,9 @@ def _event_wire(event: NodeEvent) -> tuple[Any, ...]:
         event.duration_ms,
         event.route,
         event.case_index,
-        changed if type(changed) is dict else dict(changed),
+        plain_dict(event.vars_changed),
         shipped,
-        None if error is None else dict(error),
+        None if error is None else plain_dict(error),
         event._scrubbed,
     )
 

@@ -18,12 +18,13 @@ import asyncio
 import logging
 import marshal
 import os
+import signal
 from typing import Any, BinaryIO
 
 from prometheus_client import CollectorRegistry
 
 from callout.engine.runner import RunResult
-from callout.engine.wire import run_from_wire
+from callout.engine.wire import RunWire, run_from_wire, without_values
 from callout.logs import configure_logging
 from callout.service.history import HistoryRecorder
 from callout.service.history_process import ACK, FRAME
@@ -55,8 +56,8 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
             except asyncio.IncompleteReadError:
                 return  # the end of the input
             seq, size = FRAME.unpack(header)
-            for blob in _loads(await frames.readexactly(size)):
-                result, org_id = _run(blob)
+            for wire in _loads(await frames.readexactly(size)):
+                result, org_id = _run(wire)
                 await recorder.record(result, org_id)
             await recorder.flush()
             acks.write(ACK.pack(seq))
@@ -66,15 +67,14 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
         await db.dispose()
 
 
-def _run(blob: bytes) -> tuple[RunResult, str | None]:
+def _run(wire: RunWire) -> tuple[RunResult, str | None]:
     """The run a wire describes; if it cannot be read back (a bug), the run without its vars
     and events, as the in-process recorder keeps a run it cannot encode."""
-    wire = _loads(blob)
     try:
         return run_from_wire(wire)
     except Exception as exc:  # noqa: BLE001  -- keep what can be kept of the run
         _log.error("history wire unreadable", extra={"errorType": type(exc).__name__})
-        return run_from_wire(("unavailable", *wire[1:6], wire[9], wire[10], wire[12]))
+        return run_from_wire(without_values(wire))
 
 
 def _loads(data: bytes) -> Any:
@@ -94,6 +94,9 @@ async def _main(ack_fd: int) -> None:
 
 def main() -> None:
     """Entry point: JSON logs on stderr; acknowledgements on the stdout it was started with."""
+    # Ctrl-C reaches the whole process group: the serving process decides when this one ends
+    # (it closes the pipe once everything is written), not the terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ack_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print must not corrupt the acknowledgements
     configure_logging(level="WARNING")
