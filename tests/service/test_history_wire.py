@@ -18,7 +18,7 @@ from callout.engine.context import NodeEvent
 from callout.engine.runner import RunResult
 from callout.engine.wire import run_from_wire
 from callout.scrub import NULL_SCRUBBER, Scrubber
-from callout.service.history_process import frame_payload, wire_of
+from callout.service.history_process import run_bytes
 from callout.store.history import HistoryStore
 from tests.store.test_history_encode import (
     ECHO,
@@ -37,8 +37,7 @@ __all__ = ["store"]  # the fixture, on each dialect
 
 def sent(result: RunResult, org_id: str | None) -> tuple[RunResult, str | None]:
     """The run as the writer process makes it back from the bytes the recorder sends."""
-    [wire] = marshal.loads(frame_payload([wire_of(result, org_id)]))  # noqa: S302
-    return run_from_wire(wire)
+    return run_from_wire(marshal.loads(run_bytes(result, org_id)))  # noqa: S302
 
 
 def assert_stored_alike(store: HistoryStore, make: Callable[[], RunResult]) -> None:

@@ -18,7 +18,7 @@ URL, which may hold a password, goes through the pipe too). The writer scrubs a 
 anything of it is stored or logged, and logs only error class names and counts.
 
 Protocol: frames ``FRAME`` (sequence number, payload length) + payload, on the writer's stdin;
-frame 0 is the configuration, then each frame is one ``marshal``'d list of run wires.
+frame 0 is the configuration, then each frame is a ``marshal``'d list of ``run_bytes``.
 Acknowledgements ``ACK`` (the sequence number of the frame just committed, in order) on its
 stdout.
 """
@@ -38,7 +38,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 import callout
 from callout.engine.runner import RunResult
-from callout.engine.wire import RunWire, plain, run_wire, unavailable_wire, without_values
+from callout.engine.wire import plain, run_wire, unavailable_wire, without_values
 from callout.service.history import RETRY_BASE_S, RETRY_CAP_S, history_metrics
 from callout.store.errors import StoreError
 
@@ -47,8 +47,7 @@ __all__ = [
     "FRAME",
     "MARSHAL_VERSION",
     "ProcessHistoryRecorder",
-    "frame_payload",
-    "wire_of",
+    "run_bytes",
     "writer_command",
 ]
 
@@ -87,7 +86,7 @@ class ProcessHistoryRecorder:
         self._batch_size = batch_size
         self._flush_interval = flush_interval
         self._metrics = history_metrics(registry)
-        self._pending: list[RunWire] = []  # runs not yet in a frame
+        self._pending: list[bytes] = []  # runs not yet in a frame
         self._unacked: dict[int, tuple[bytes, int]] = {}  # seq -> (payload, runs), in order
         self._sent = 0  # the last frame's sequence number
         self._acked = 0  # every frame up to this one is committed
@@ -120,7 +119,7 @@ class ProcessHistoryRecorder:
             self._metrics.queue_full.inc()
             await self._wait_until(lambda: self._in_flight < self._queue_size)
             self._require_running()
-        self._pending.append(wire_of(result, org_id))
+        self._pending.append(run_bytes(result, org_id))
         self._in_flight += 1
         if len(self._pending) >= self._batch_size:
             self._send()
@@ -168,10 +167,10 @@ class ProcessHistoryRecorder:
             self._timer = None
         if not self._pending:
             return
-        wires, self._pending = self._pending, []
-        payload = frame_payload(wires)
+        runs, self._pending = self._pending, []
+        payload = marshal.dumps(runs, MARSHAL_VERSION)
         self._sent += 1
-        self._unacked[self._sent] = (payload, len(wires))
+        self._unacked[self._sent] = (payload, len(runs))
         proc = self._proc
         if proc is not None and proc.returncode is None and proc.stdin is not None:
             proc.stdin.write(FRAME.pack(self._sent, len(payload)) + payload)
@@ -263,34 +262,24 @@ class ProcessHistoryRecorder:
         await proc.wait()
 
 
-def wire_of(result: RunResult, org_id: str | None) -> RunWire:
-    """The run as plain data (``run_wire``); without its vars and events if even reading them
-    fails (a host's own trace that raises), as the in-process recorder keeps such a run."""
+def run_bytes(result: RunResult, org_id: str | None) -> bytes:
+    """The run as ``marshal`` bytes of its wire (``run_wire``), made at once so the run's
+    objects are freed with it (kept until the frame went, they cost the collector more than
+    what one ``marshal`` call for the frame saves). A value ``marshal`` cannot write becomes
+    what history would store for it (``plain``); a run that cannot be written even so, or
+    whose events cannot be read (a host's own trace that raises), goes without its vars and
+    events, as the in-process recorder keeps a run it cannot encode."""
     try:
-        return run_wire(result, org_id)
+        wire = run_wire(result, org_id)
     except Exception as exc:  # noqa: BLE001  -- keep the run, without what could not be read
         _log.error(
             "history hand-over failed",
             extra={"errorType": type(exc).__name__, "runId": result.run_id},
         )
-        return unavailable_wire(result, org_id)
-
-
-def frame_payload(wires: list[RunWire]) -> bytes:
-    """A frame's runs as ``marshal`` bytes, in one call (strings the runs share are written
-    once). A value ``marshal`` cannot write becomes what history would store for it
-    (``plain``); a run that cannot be written even so goes without its vars and events."""
-    try:
-        return marshal.dumps(wires, MARSHAL_VERSION)
-    except ValueError:
-        return marshal.dumps([_sendable(wire) for wire in wires], MARSHAL_VERSION)
-
-
-def _sendable(wire: RunWire) -> RunWire:
+        return marshal.dumps(unavailable_wire(result, org_id), MARSHAL_VERSION)
     for candidate in (wire, plain(wire)):
         try:
-            marshal.dumps(candidate, MARSHAL_VERSION)
+            return marshal.dumps(candidate, MARSHAL_VERSION)
         except ValueError:
             continue
-        return candidate
-    return without_values(wire)
+    return marshal.dumps(without_values(wire), MARSHAL_VERSION)

@@ -56,8 +56,8 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
             except asyncio.IncompleteReadError:
                 return  # the end of the input
             seq, size = FRAME.unpack(header)
-            for wire in _loads(await frames.readexactly(size)):
-                result, org_id = _run(wire)
+            for run in _loads(await frames.readexactly(size)):
+                result, org_id = _run(_loads(run))
                 await recorder.record(result, org_id)
             await recorder.flush()
             acks.write(ACK.pack(seq))
