@@ -80,12 +80,15 @@ def _serve(port_out: Any) -> None:
 
 
 @contextmanager
-def upstream_process() -> Iterator[int]:
-    """Start the upstream in a separate process; yield its port; stop it afterwards."""
+def upstream_process(cpu: int | None = None) -> Iterator[int]:
+    """Start the upstream in a separate process (on CPU ``cpu`` only, when given); yield its
+    port; stop it afterwards."""
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     server = ctx.Process(target=_serve, args=(send,), daemon=True)
     server.start()
+    if cpu is not None and server.pid is not None:
+        os.sched_setaffinity(server.pid, {cpu})
     try:
         yield recv.recv()
     finally:
@@ -136,6 +139,12 @@ class Load(NamedTuple):
 
 async def _timed(load: Load, n: int, concurrency: int) -> float:
     return await _drive(n, concurrency, load.one, load.finish)
+
+
+def _pin(pid: int, cpu: int) -> None:
+    """Every thread of process ``pid`` (the writer's database thread too) on CPU ``cpu``."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), {cpu})
 
 
 def _cpu_s(pid: int | None) -> float:
@@ -385,7 +394,7 @@ async def _floor(port: int, n: int, concurrency: int) -> float:
 
 
 async def _measure(
-    port: int, n: int, concurrency: int, rounds: int, blocks: int
+    port: int, n: int, concurrency: int, rounds: int, blocks: int, helper_cpu: int | None = None
 ) -> dict[str, float]:
     """Each round pairs every variant with a raw baseline, both set up once and then driven in
     ``blocks`` alternating blocks of ``n / blocks`` requests (raw first in even blocks, the
@@ -419,6 +428,8 @@ async def _measure(
                 used = {"raw": 0.0, name: 0.0}
                 helper = 0.0
                 async with _raw_load(port) as raw, load(r) as ours:
+                    if helper_cpu is not None and ours.helper_pid is not None:
+                        _pin(ours.helper_pid, helper_cpu)
                     for block in range(blocks):
                         order = [("raw", raw), (name, ours)]
                         for label, driven in order if block % 2 == 0 else order[::-1]:
@@ -472,8 +483,17 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--blocks", type=int, default=6)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="this process on CPU 0 alone; the upstream and the history writer on CPU 1 (a "
+        "serving process with a core of its own, the writer on a spare one)",
+    )
     args = parser.parse_args()
-    with upstream_process() as port:
+    other = 1 if args.pin else None
+    if args.pin:
+        os.sched_setaffinity(0, {0})
+    with upstream_process(other) as port:
         loop_name = _use_uvloop()
         print(f"upstream: aiohttp on 127.0.0.1:{port} (separate process); client loop: {loop_name}")
         print(
@@ -483,7 +503,7 @@ def main() -> None:
             "machine's 2 cores"
         )
         figures = asyncio.run(
-            _measure(port, args.requests, args.concurrency, args.rounds, args.blocks)
+            _measure(port, args.requests, args.concurrency, args.rounds, args.blocks, other)
         )
     print(
         f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "

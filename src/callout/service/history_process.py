@@ -277,9 +277,11 @@ def run_bytes(result: RunResult, org_id: str | None) -> bytes:
             extra={"errorType": type(exc).__name__, "runId": result.run_id},
         )
         return marshal.dumps(unavailable_wire(result, org_id), MARSHAL_VERSION)
-    for candidate in (wire, plain(wire)):
-        try:
-            return marshal.dumps(candidate, MARSHAL_VERSION)
-        except ValueError:
-            continue
-    return marshal.dumps(without_values(wire), MARSHAL_VERSION)
+    try:
+        return marshal.dumps(wire, MARSHAL_VERSION)
+    except ValueError:
+        pass
+    try:  # the copy only now: it costs three times what the marshal call does
+        return marshal.dumps(plain(wire), MARSHAL_VERSION)
+    except (ValueError, RecursionError):
+        return marshal.dumps(without_values(wire), MARSHAL_VERSION)
