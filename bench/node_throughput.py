@@ -17,7 +17,12 @@ raw baseline in every round: the two are set up once and driven in alternating b
 per-pair ratios are reported.
 
     .venv/bin/python bench/node_throughput.py [--requests 3000] [--concurrency 64] [--rounds 5]
-        [--blocks 6]
+        [--blocks 6] [--pin]
+
+With ``--pin`` this process runs alone on CPU 0 and the upstream and the history writer share
+CPU 1: the serving process has a core of its own and the writer a spare one, as in a deployment
+where the upstream is remote. Without it the scheduler spreads the three over both cores, and
+the writer's CPU competes with the serving process's.
 
 The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio", ...}
 (ratios of the other variants too: "flow_ratio", "integration_ratio",
@@ -499,8 +504,13 @@ def main() -> None:
         print(
             f"{args.requests} requests per measurement, {args.rounds} rounds, concurrency "
             f"{args.concurrency}; each variant paired with its own raw baseline, the two "
-            f"alternating in {args.blocks} blocks; upstream, client and engine share the "
-            "machine's 2 cores"
+            f"alternating in {args.blocks} blocks; "
+            + (
+                "this process (client and engine) alone on CPU 0, the upstream and the history "
+                "writer on CPU 1"
+                if args.pin
+                else "upstream, client, engine and history writer share the machine's 2 cores"
+            )
         )
         figures = asyncio.run(
             _measure(port, args.requests, args.concurrency, args.rounds, args.blocks, other)
