@@ -25,6 +25,7 @@ from tests.store.test_history_encode import (
     PASSWORD,
     TOKEN,
     event,
+    event_details,
     rows,
     run_of,
     store,
@@ -92,13 +93,7 @@ def test_a_sent_run_is_stored_as_the_serving_process_would_store_it(
 
     def make() -> RunResult:
         details: dict[str, Any] = {
-            "trace": trace(own, ECHO),
-            "failed-trace": trace(own, ECHO, failed=True),
-            "mapping": {"seen": ECHO, TOKEN: "as a key", "n": 2},
-            "empty": MappingProxyType({}),
-            "odd-values": {"nan": math.nan, "raw": TOKEN.encode(), "set": {1}},
-            "shadowing-key": {"nodeId": f"x-{TOKEN}", "durationMs": 9},
-            "mapping-proxy": MappingProxyType({"copied": TOKEN}),
+            **event_details(own),
             "host-trace": HostTrace(),
             "foreign-objects": {"object": Opaque(), "tagged": Tagged(TOKEN), "tuple": (1, TOKEN)},
         }

@@ -123,6 +123,20 @@ ECHO = {
 }
 
 
+def event_details(own: Scrubber) -> dict[str, Any]:
+    """One node detail of each kind: a call's trace (answered or failed), a host node's mapping,
+    nothing, values that are not strict JSON, a key shadowing an event key, a mapping proxy."""
+    return {
+        "trace": trace(own, ECHO),
+        "failed-trace": trace(own, ECHO, failed=True),
+        "mapping": {"seen": ECHO, TOKEN: "as a key", "n": 2},
+        "empty": MappingProxyType({}),
+        "odd-values": {"nan": math.nan, "raw": TOKEN.encode(), "set": {1}},
+        "shadowing-key": {"nodeId": f"x-{TOKEN}", "durationMs": 9},
+        "mapping-proxy": MappingProxyType({"copied": TOKEN}),
+    }
+
+
 @pytest.mark.parametrize("with_secrets", [True, False], ids=["run-secrets", "no-run-secrets"])
 @pytest.mark.parametrize(
     "kind",
@@ -137,15 +151,7 @@ def test_encode_gives_the_rows_from_result_gave(
     own = Scrubber([TOKEN, PASSWORD])
 
     def make() -> RunResult:
-        details: dict[str, Any] = {
-            "trace": trace(own, ECHO),
-            "failed-trace": trace(own, ECHO, failed=True),
-            "mapping": {"seen": ECHO, TOKEN: "as a key", "n": 2},
-            "empty": MappingProxyType({}),
-            "odd-values": {"nan": math.nan, "raw": TOKEN.encode(), "set": {1}},
-            "shadowing-key": {"nodeId": f"x-{TOKEN}", "durationMs": 9},
-            "mapping-proxy": MappingProxyType({"copied": TOKEN}),
-        }
+        details = event_details(own)
         changed = {
             "copied": f"Bearer {TOKEN}",
             "n": 1,

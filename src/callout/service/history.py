@@ -30,6 +30,7 @@ __all__ = [
     "HistoryMetrics",
     "HistoryRecorder",
     "RunRecorder",
+    "check_limits",
     "history_metrics",
     "retention_cutoff",
 ]
@@ -108,6 +109,12 @@ class _Flush:
         self.stop = stop
 
 
+def check_limits(queue_size: int, batch_size: int, flush_interval: float) -> None:
+    """Refuse a recorder's limits that cannot work (both recorders take the same three)."""
+    if queue_size < 1 or batch_size < 1 or flush_interval < 0:
+        raise ValueError("queue_size and batch_size must be positive, flush_interval >= 0")
+
+
 class RunRecorder(Protocol):
     """What a runtime records its runs' history with: ``HistoryRecorder`` (in this process) or
     ``ProcessHistoryRecorder`` (a writer process). Both write every run recorded before a
@@ -134,8 +141,7 @@ class HistoryRecorder:
         flush_interval: float = 0.2,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        if queue_size < 1 or batch_size < 1 or flush_interval < 0:
-            raise ValueError("queue_size and batch_size must be positive, flush_interval >= 0")
+        check_limits(queue_size, batch_size, flush_interval)
         self._store = store
         self._queue_size = queue_size
         self._batch_size = batch_size

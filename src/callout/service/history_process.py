@@ -39,7 +39,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 import callout
 from callout.engine.runner import RunResult
 from callout.engine.wire import plain, run_wire, unavailable_wire, without_values
-from callout.service.history import RETRY_BASE_S, RETRY_CAP_S, history_metrics
+from callout.service.history import RETRY_BASE_S, RETRY_CAP_S, check_limits, history_metrics
 from callout.store.errors import StoreError
 
 __all__ = [
@@ -79,8 +79,7 @@ class ProcessHistoryRecorder:
         flush_interval: float = 0.2,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        if queue_size < 1 or batch_size < 1 or flush_interval < 0:
-            raise ValueError("queue_size and batch_size must be positive, flush_interval >= 0")
+        check_limits(queue_size, batch_size, flush_interval)
         self._config = marshal.dumps({"database_url": database_url}, MARSHAL_VERSION)
         self._queue_size = queue_size
         self._batch_size = batch_size
