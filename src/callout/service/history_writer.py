@@ -53,10 +53,13 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
         while True:
             try:
                 header = await frames.readexactly(FRAME.size)
+                seq, size = FRAME.unpack(header)
+                payload = await frames.readexactly(size)
             except asyncio.IncompleteReadError:
-                return  # the end of the input
-            seq, size = FRAME.unpack(header)
-            for run in _loads(await frames.readexactly(size)):
+                # The end of the input; a frame cut short is one the serving process (if it
+                # still lives) has not seen acknowledged, and sends again.
+                return
+            for run in _loads(payload):
                 result, org_id = _run(_loads(run))
                 await recorder.record(result, org_id)
             await recorder.flush()
