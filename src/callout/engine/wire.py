@@ -151,8 +151,6 @@ def plain(value: Any) -> Any:
     """
     if value is None or type(value) in _ATOMS:
         return value
-    if isinstance(value, bool):
-        return bool(value)
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, int):
