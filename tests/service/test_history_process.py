@@ -87,6 +87,30 @@ async def test_runs_sent_to_a_writer_that_is_killed_are_written_by_the_next(
     assert sample(registry, "callout_history_runs_written_total") == 60
 
 
+async def test_runs_go_to_the_writer_without_waiting_for_a_batch(
+    database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
+) -> None:
+    """A run that ends while the writer is idle is sent at once; runs that end while it is busy
+    go when it acknowledges. Neither waits for a batch to fill or for flush_interval (an hour
+    here): history shows a run as soon as the writer has stored it, without flush()."""
+    rec = ProcessHistoryRecorder(
+        database_url(database), batch_size=200, flush_interval=3600.0, registry=registry
+    )
+    await rec.start()
+    try:
+        await rec.record(results[0], "org-a")  # the writer is idle: it goes now
+        await asyncio.sleep(0)  # one turn of the loop: the frame is sent
+        for result in results[1:5]:
+            await rec.record(result, "org-a")  # the writer is busy: they gather
+        async with asyncio.timeout(60):
+            # The writer is another process: wait for its acknowledgements to come back.
+            while sample(registry, "callout_history_runs_written_total") < 5:
+                await asyncio.sleep(0.01)
+        assert await store.count("org-a") == 5
+    finally:
+        await rec.close()
+
+
 async def test_a_full_queue_makes_record_wait_for_the_writer(
     database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
 ) -> None:

@@ -5,9 +5,12 @@ Scrubbing, encoding and storing a run's history costs about as much CPU as the r
 ``ProcessHistoryRecorder`` keeps the ``HistoryRecorder`` contract (``record``, ``flush``,
 ``close``; nothing lost while the process lives; a full queue makes the run wait, counted) but
 only turns each finished run into plain data (``engine.wire``, written by ``marshal`` in C) and
-sends it, in frames of up to ``batch_size`` runs, to a writer process
-(``python -m callout.service.history_writer``) that scrubs, encodes and stores it with the same
-code as the in-process recorder. The writer acknowledges each frame once it is committed; frames
+sends it to a writer process (``python -m callout.service.history_writer``) that scrubs,
+encodes and stores it with the same code as the in-process recorder. A run that ends while the
+writer is idle is sent at once; runs that end while it is busy gather into one frame (up to
+``batch_size``, or ``flush_interval`` seconds) that goes when it acknowledges the last: frames
+grow with the load, and a run waits in this process at most about as long as the writer takes
+to store the frame before it. The writer acknowledges each frame once it is committed; frames
 not yet acknowledged stay here and are sent again to a new writer if the writer dies (writes are
 idempotent, so a frame committed twice is stored once).
 
@@ -92,6 +95,7 @@ class ProcessHistoryRecorder:
         self._in_flight = 0  # runs recorded and not yet committed
         self._waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        self._send_soon = False  # a send is scheduled for the next turn of the loop
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._started = self._closing = self._stopping = False
@@ -122,6 +126,13 @@ class ProcessHistoryRecorder:
         self._in_flight += 1
         if len(self._pending) >= self._batch_size:
             self._send()
+        elif not self._unacked:
+            # The writer is idle: send what ends in this turn of the loop, without waiting for
+            # a batch. While it is busy, runs gather until it acknowledges (_acknowledge sends
+            # them then), so frames grow with the load and a flush waits for little.
+            if not self._send_soon:
+                self._send_soon = True
+                asyncio.get_running_loop().call_soon(self._send)
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._flush_interval, self._send)
 
@@ -161,6 +172,7 @@ class ProcessHistoryRecorder:
 
     def _send(self) -> None:
         """Put the pending runs in a frame and send it (kept until acknowledged)."""
+        self._send_soon = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -198,6 +210,8 @@ class ProcessHistoryRecorder:
         proc.stdin.write(b"".join(frames))
         self._proc = proc
         self._reader = asyncio.create_task(self._read_acks(proc), name="callout-history-acks")
+        if not self._unacked and self._pending:
+            self._send()
 
     async def _read_acks(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None  # noqa: S101  -- PIPE asked for
@@ -240,6 +254,8 @@ class ProcessHistoryRecorder:
             self._metrics.written.inc(runs)
         self._acked = max(self._acked, seq)
         self._restarts = 0
+        if not self._unacked and self._pending:
+            self._send()  # what gathered while the writer was busy
         self._wake()
 
     async def _stop_writer(self, *, orderly: bool) -> None:
