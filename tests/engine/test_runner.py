@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from callout.engine.context import RunContext, Step
 from callout.engine.engine import Engine
 from callout.engine.registry import SimpleNodeType
+from callout.engine.runner import new_run_id
 from callout.engine.services import EngineConfig, RunLimits
 from callout.errors import FlowValidationError
 from callout.spec.flow import NodeSpec
@@ -268,3 +271,28 @@ def test_a_run_context_made_outside_a_loop_reads_the_deadline_inside_one() -> No
     assert 0 < left <= 2000.0
     assert ctx.event == {}
     assert ctx.vars == {"x": 1}
+
+
+async def test_run_ids_carry_the_millisecond_the_run_started() -> None:
+    """A run's id is run_, its start in milliseconds since the epoch (12 hex digits), then 20
+    random hex digits: ids sort by when runs started, which keeps history's indexes growing at
+    one end."""
+    async with Engine(EngineConfig()) as engine:
+        compiled = engine.load_flow(flow(setvar("a", "x", 1)))
+        before = time.time_ns() // 1_000_000
+        result = await engine.run_flow(compiled)
+        after = time.time_ns() // 1_000_000
+    assert re.fullmatch(r"run_[0-9a-f]{32}", result.run_id)
+    assert before <= int(result.run_id[4:16], 16) <= after
+
+
+def test_run_ids_sort_by_their_millisecond_and_never_repeat() -> None:
+    """Any id of a later millisecond sorts after any id of an earlier one (the random part
+    never decides between two milliseconds), and 100,000 ids made in one millisecond are all
+    different."""
+    for ms in (0, 1_700_000_000_000, 1_700_000_000_999, 0xFFFF_FFFF_FFFE):
+        earlier = [new_run_id(ms) for _ in range(200)]
+        later = [new_run_id(ms + 1) for _ in range(200)]
+        assert max(earlier) < min(later)
+    same = {new_run_id(1_800_000_000_000) for _ in range(100_000)}
+    assert len(same) == 100_000
