@@ -10,6 +10,10 @@ history writer's batches) into each, in alternating batches, and prints the CPU 
 run and the ratio of the two.
 
     .venv/bin/python bench/history_scale.py [--stored 300000] [--runs 10000]
+        [--postgres postgresql+asyncpg://USER@HOST:PORT/postgres]
+
+With ``--postgres`` (a server where USER may create databases) the two stores are two new
+databases there, dropped afterwards, instead of SQLite files.
 
 The runs are copies of one encoded run of a two-node flow (a setVariable node holding a
 ~300-character value), each under its own id; only the ids differ between the two stores.
@@ -71,17 +75,55 @@ def _copies(template: EncodedRun, ids: Callable[[], str], n: int) -> list[Encode
     return out
 
 
-async def _store(directory: Path) -> tuple[Database, HistoryStore]:
-    settings = Settings(data_dir=directory)
+async def _store(directory: Path, url: str | None) -> tuple[Database, HistoryStore]:
+    settings = Settings(data_dir=directory, database_url=url)
     await initialise(settings)
     db = await open_database(database_url(settings))
     return db, HistoryStore(db)
 
 
-async def _measure(stored: int, runs: int) -> dict[str, Any]:
+async def _postgres_databases(server: str, kinds: list[str]) -> dict[str, str]:
+    """A new database on ``server`` for each kind; their SQLAlchemy URLs."""
+    admin = Database(server)  # the server's own database: not migrated
+    names = {kind: f"bench_history_{kind}_{os.getpid()}" for kind in kinds}
+    try:
+        async with admin.engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            for name in names.values():
+                await autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.dispose()
+    base = server.rsplit("/", 1)[0]
+    return {kind: f"{base}/{name}" for kind, name in names.items()}
+
+
+async def _drop_postgres_databases(server: str, urls: dict[str, str]) -> None:
+    admin = Database(server)  # the server's own database: not migrated
+    try:
+        async with admin.engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            for url in urls.values():
+                name = url.rsplit("/", 1)[1]
+                await autocommit.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.dispose()
+
+
+async def _measure(stored: int, runs: int, postgres: str | None) -> dict[str, Any]:
+    kinds: dict[str, Callable[[], str]] = {"random": _random_id, "ordered": new_run_id}
+    urls = await _postgres_databases(postgres, list(kinds)) if postgres else {}
+    try:
+        return await _measure_in(stored, runs, kinds, urls)
+    finally:
+        if postgres:
+            await _drop_postgres_databases(postgres, urls)
+
+
+async def _measure_in(
+    stored: int, runs: int, kinds: dict[str, Callable[[], str]], urls: dict[str, str]
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        kinds: dict[str, Callable[[], str]] = {"random": _random_id, "ordered": new_run_id}
-        stores = {kind: await _store(Path(tmp) / kind) for kind in kinds}
+        stores = {kind: await _store(Path(tmp) / kind, urls.get(kind)) for kind in kinds}
         template = await _template(stores["ordered"][1])
         try:
             for kind, ids in kinds.items():
@@ -113,16 +155,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stored", type=int, default=300_000)
     parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--postgres", help="a PostgreSQL server URL (SQLAlchemy form)")
     args = parser.parse_args()
-    figures = asyncio.run(_measure(args.stored, args.runs))
+    figures = asyncio.run(_measure(args.stored, args.runs, args.postgres))
     (rc, rw), (oc, ow) = figures["per_run_us"]["random"], figures["per_run_us"]["ordered"]
     print(
         f"{args.stored:,} runs stored, {args.runs:,} more written in batches of {BATCH} "
-        f"(SQLite, this machine, nothing else running in this process):"
+        f"({'PostgreSQL' if args.postgres else 'SQLite'}, this machine, nothing else "
+        "running in this process):"
     )
     print(f"random ids (before): {rc:.1f} us CPU, {rw:.1f} us wall a run")
     print(f"time-ordered ids:    {oc:.1f} us CPU, {ow:.1f} us wall a run")
-    print(f"ordered / random: CPU {oc / rc:.3f}, wall {ow / rw:.3f}; stores {figures['db_mb']} MB")
+    sizes = f"; stores {figures['db_mb']} MB" if figures["db_mb"] else ""
+    print(f"ordered / random: CPU {oc / rc:.3f}, wall {ow / rw:.3f}{sizes}")
 
 
 if __name__ == "__main__":
