@@ -82,41 +82,32 @@ async def _store(directory: Path, url: str | None) -> tuple[Database, HistorySto
     return db, HistoryStore(db)
 
 
-async def _postgres_databases(server: str, kinds: list[str]) -> dict[str, str]:
-    """A new database on ``server`` for each kind; their SQLAlchemy URLs."""
-    admin = Database(server)  # the server's own database: not migrated
-    names = {kind: f"bench_history_{kind}_{os.getpid()}" for kind in kinds}
+async def _on_server(server: str, statements: list[str]) -> None:
+    """Run ``statements`` on ``server``'s own database, outside a transaction (CREATE DATABASE
+    and DROP DATABASE refuse one); that database is not migrated."""
+    admin = Database(server)
     try:
         async with admin.engine.connect() as conn:
             autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            for name in names.values():
-                await autocommit.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.dispose()
-    base = server.rsplit("/", 1)[0]
-    return {kind: f"{base}/{name}" for kind, name in names.items()}
-
-
-async def _drop_postgres_databases(server: str, urls: dict[str, str]) -> None:
-    admin = Database(server)  # the server's own database: not migrated
-    try:
-        async with admin.engine.connect() as conn:
-            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            for url in urls.values():
-                name = url.rsplit("/", 1)[1]
-                await autocommit.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            for statement in statements:
+                await autocommit.exec_driver_sql(statement)
     finally:
         await admin.dispose()
 
 
 async def _measure(stored: int, runs: int, postgres: str | None) -> dict[str, Any]:
     kinds: dict[str, Callable[[], str]] = {"random": _random_id, "ordered": new_run_id}
-    urls = await _postgres_databases(postgres, list(kinds)) if postgres else {}
+    if postgres is None:
+        return await _measure_in(stored, runs, kinds, {})
+    names = {kind: f"bench_history_{kind}_{os.getpid()}" for kind in kinds}
+    await _on_server(postgres, [f'CREATE DATABASE "{name}"' for name in names.values()])
+    base = postgres.rsplit("/", 1)[0]
     try:
+        urls = {kind: f"{base}/{name}" for kind, name in names.items()}
         return await _measure_in(stored, runs, kinds, urls)
     finally:
-        if postgres:
-            await _drop_postgres_databases(postgres, urls)
+        drops = [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names.values()]
+        await _on_server(postgres, drops)
 
 
 async def _measure_in(

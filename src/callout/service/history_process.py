@@ -210,8 +210,7 @@ class ProcessHistoryRecorder:
         proc.stdin.write(b"".join(frames))
         self._proc = proc
         self._reader = asyncio.create_task(self._read_acks(proc), name="callout-history-acks")
-        if not self._unacked and self._pending:
-            self._send()
+        self._send_if_idle()
 
     async def _read_acks(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None  # noqa: S101  -- PIPE asked for
@@ -254,9 +253,13 @@ class ProcessHistoryRecorder:
             self._metrics.written.inc(runs)
         self._acked = max(self._acked, seq)
         self._restarts = 0
-        if not self._unacked and self._pending:
-            self._send()  # what gathered while the writer was busy
+        self._send_if_idle()
         self._wake()
+
+    def _send_if_idle(self) -> None:
+        """Send what gathered while the writer was busy, once it has nothing in flight."""
+        if not self._unacked and self._pending:
+            self._send()
 
     async def _stop_writer(self, *, orderly: bool) -> None:
         self._stopping = True
