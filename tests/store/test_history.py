@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -63,9 +64,19 @@ async def event_count(db: Database, run_id: str | None = None) -> int:
         return int((await s.execute(query)).scalar_one())
 
 
-async def test_write_then_get_returns_the_run_and_its_events(database: Database) -> None:
+@pytest.fixture(params=[False, True], ids=["pooled", "blocking"])
+def store(request: pytest.FixtureRequest, database: Database) -> Iterator[HistoryStore]:
+    """A store on ``database``, writing through the pool or (as the writer process does) through
+    its own blocking SQLite connection; on PostgreSQL ``blocking`` changes nothing."""
+    history_store = HistoryStore(database, blocking=request.param)
+    yield history_store
+    history_store.close()
+
+
+async def test_write_then_get_returns_the_run_and_its_events(
+    database: Database, store: HistoryStore
+) -> None:
     """A written run reads back equal: fields, aware start time, vars and events in order."""
-    store = HistoryStore(database)
     failed = RunRecord(
         run_id="r2",
         org_id=None,
@@ -87,14 +98,32 @@ async def test_write_then_get_returns_the_run_and_its_events(database: Database)
     assert await event_count(database) == 3
 
 
-async def test_a_batch_written_twice_is_stored_once(database: Database) -> None:
+async def test_a_batch_written_twice_is_stored_once(
+    database: Database, store: HistoryStore
+) -> None:
     """write_batch is idempotent: a retried batch neither fails nor duplicates."""
-    store = HistoryStore(database)
     batch = [run("r1"), run("r2")]
     await store.write_batch(batch)
     await store.write_batch([*batch, run("r3")])
     assert await store.count("org-a") == 3
     assert await event_count(database) == 6
+
+
+async def test_a_failed_batch_writes_nothing_and_the_next_one_is_written(
+    database: Database, store: HistoryStore
+) -> None:
+    """A batch is one transaction: when one of its rows is refused (here an event whose run is
+    not stored), none of its runs is kept, and the store goes on writing the next batch."""
+    good = run("r1")
+    orphan = store._encode_record(run("r2"))
+    orphan = orphan._replace(run=("r-gone", *orphan.run[1:]))  # its events point at "r2"
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        await store.write_batch([good, orphan])
+    assert await store.count("org-a") == 0
+    assert await event_count(database) == 0
+    await store.write_batch([good, run("r3")])
+    assert await store.count("org-a") == 2
+    assert await event_count(database) == 4
 
 
 async def test_another_org_can_neither_get_nor_list_a_run(database: Database) -> None:

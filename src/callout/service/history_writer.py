@@ -45,8 +45,10 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
     _, size = FRAME.unpack(header)
     config: dict[str, Any] = _loads(await frames.readexactly(size))
     db = Database(config["database_url"])
+    # Blocking SQLite writes: this loop has nothing to do while a batch is written.
+    store = HistoryStore(db, blocking=True)
     recorder = HistoryRecorder(
-        HistoryStore(db), batch_size=_BATCH, flush_interval=0, registry=CollectorRegistry()
+        store, batch_size=_BATCH, flush_interval=0, registry=CollectorRegistry()
     )
     await recorder.start()
     try:
@@ -67,6 +69,7 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
             acks.flush()
     finally:
         await recorder.close()
+        store.close()
         await db.dispose()
 
 
