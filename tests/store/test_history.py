@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -117,7 +117,7 @@ async def test_a_failed_batch_writes_nothing_and_the_next_one_is_written(
     good = run("r1")
     orphan = store._encode_record(run("r2"))
     orphan = orphan._replace(run=("r-gone", *orphan.run[1:]))  # its events point at "r2"
-    with pytest.raises(Exception, match="(?i)foreign key"):
+    with pytest.raises(Exception, match=r"(?i)foreign key"):
         await store.write_batch([good, orphan])
     assert await store.count("org-a") == 0
     assert await event_count(database) == 0
