@@ -5,6 +5,8 @@ with the in-process recorder is tested on both in test_history_recorder.py."""
 from __future__ import annotations
 
 import asyncio
+import io
+import marshal
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -18,7 +20,15 @@ from callout.crypto import KeyRing, MasterKey
 from callout.engine.engine import Engine
 from callout.engine.runner import CompiledFlow, RunResult
 from callout.service.history import HistoryRecorder
-from callout.service.history_process import ProcessHistoryRecorder, writer_command
+from callout.service.history_process import (
+    ACK,
+    FRAME,
+    MARSHAL_VERSION,
+    ProcessHistoryRecorder,
+    run_bytes,
+    writer_command,
+)
+from callout.service.history_writer import serve
 from callout.service.runtime import build_runtime, open_runtime
 from callout.settings import Settings
 from callout.store.db import Database
@@ -46,9 +56,7 @@ async def results(engine: Engine, flow: CompiledFlow) -> list[RunResult]:
 async def recorder(
     database: Database, registry: CollectorRegistry
 ) -> AsyncIterator[ProcessHistoryRecorder]:
-    rec = ProcessHistoryRecorder(
-        database_url(database), batch_size=10, flush_interval=30.0, registry=registry
-    )
+    rec = ProcessHistoryRecorder(database_url(database), batch_size=10, registry=registry)
     await rec.start()
     try:
         yield rec
@@ -90,18 +98,16 @@ async def test_runs_sent_to_a_writer_that_is_killed_are_written_by_the_next(
 async def test_runs_go_to_the_writer_without_waiting_for_a_batch(
     database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
 ) -> None:
-    """A run that ends while the writer is idle is sent at once; runs that end while it is busy
-    go when it acknowledges. Neither waits for a batch to fill or for flush_interval (an hour
-    here): history shows a run as soon as the writer has stored it, without flush()."""
-    rec = ProcessHistoryRecorder(
-        database_url(database), batch_size=200, flush_interval=3600.0, registry=registry
-    )
+    """The runs that end in one turn of the loop go to the writer at its end, whether or not
+    it is still writing the last ones; none waits for a batch to fill (200 runs here): history
+    shows a run as soon as the writer has stored it, without flush()."""
+    rec = ProcessHistoryRecorder(database_url(database), batch_size=200, registry=registry)
     await rec.start()
     try:
-        await rec.record(results[0], "org-a")  # the writer is idle: it goes now
-        await asyncio.sleep(0)  # one turn of the loop: the frame is sent
+        await rec.record(results[0], "org-a")
+        await asyncio.sleep(0)  # one turn of the loop: its frame is sent
         for result in results[1:5]:
-            await rec.record(result, "org-a")  # the writer is busy: they gather
+            await rec.record(result, "org-a")  # the writer is likely busy: they go anyway
         async with asyncio.timeout(60):
             # The writer is another process: wait for its acknowledgements to come back.
             while sample(registry, "callout_history_runs_written_total") < 5:
@@ -143,9 +149,7 @@ async def test_close_writes_everything_then_the_writer_exits(
 ) -> None:
     """close() returns once every recorded run is stored (frames not yet full included), and
     the writer has exited of itself; a later record() is refused."""
-    rec = ProcessHistoryRecorder(
-        database_url(database), batch_size=7, flush_interval=30.0, registry=registry
-    )
+    rec = ProcessHistoryRecorder(database_url(database), batch_size=7, registry=registry)
     with pytest.raises(StoreError, match="start"):
         await rec.record(results[0], "org-a")
     await rec.start()
@@ -158,6 +162,39 @@ async def test_close_writes_everything_then_the_writer_exits(
     assert proc.returncode == 0
     with pytest.raises(StoreError, match="not running"):
         await rec.record(results[50], "org-a")
+
+
+async def test_the_writer_takes_frames_cut_anywhere_and_acknowledges_each_once(
+    database: Database, results: list[RunResult], store: HistoryStore
+) -> None:
+    """The pipe delivers frames in pieces of any size, several at once or one cut in two: the
+    writer stores the runs of every whole frame and acknowledges each frame once, in order. A
+    frame cut short by the end of the input is neither stored nor acknowledged (the serving
+    process, if it lives, sends it again to the next writer)."""
+    config = marshal.dumps({"database_url": database_url(database)}, MARSHAL_VERSION)
+    stream = [FRAME.pack(0, len(config)) + config]
+    for seq, first in enumerate(range(0, 35, 7), 1):
+        runs = [run_bytes(result, "org-a") for result in results[first : first + 7]]
+        payload = marshal.dumps(runs, MARSHAL_VERSION)
+        stream.append(FRAME.pack(seq, len(payload)) + payload)
+    last = marshal.dumps([run_bytes(results[40], "org-a")], MARSHAL_VERSION)
+    stream.append(FRAME.pack(6, len(last)) + last[:-1])  # the input ends inside this frame
+    data = b"".join(stream)
+    frames, acks = asyncio.StreamReader(), io.BytesIO()
+    writer = asyncio.create_task(serve(frames, acks))
+    for start in range(0, len(data), 97):  # never on a frame's edge
+        frames.feed_data(data[start : start + 97])
+        for _ in range(3):
+            await asyncio.sleep(0)  # let the writer read this piece before the next
+    frames.feed_eof()
+    async with asyncio.timeout(60):
+        await writer
+    assert [ACK.unpack_from(acks.getvalue(), i)[0] for i in range(0, 40, ACK.size)] == [
+        1, 2, 3, 4, 5
+    ]  # fmt: skip
+    assert len(acks.getvalue()) == 5 * ACK.size
+    assert await store.count("org-a") == 35
+    assert await store.get("org-a", results[40].run_id) is None
 
 
 async def test_the_writer_runs_the_package_this_process_imported() -> None:

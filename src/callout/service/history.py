@@ -109,8 +109,9 @@ class _Flush:
         self.stop = stop
 
 
-def check_limits(queue_size: int, batch_size: int, flush_interval: float) -> None:
-    """Refuse a recorder's limits that cannot work (both recorders take the same three)."""
+def check_limits(queue_size: int, batch_size: int, flush_interval: float = 0.0) -> None:
+    """Refuse a recorder's limits that cannot work (a writer process has no flush interval:
+    it sends what ends in each turn of the loop)."""
     if queue_size < 1 or batch_size < 1 or flush_interval < 0:
         raise ValueError("queue_size and batch_size must be positive, flush_interval >= 0")
 

@@ -6,13 +6,13 @@ Scrubbing, encoding and storing a run's history costs about as much CPU as the r
 ``close``; nothing lost while the process lives; a full queue makes the run wait, counted) but
 only turns each finished run into plain data (``engine.wire``, written by ``marshal`` in C) and
 sends it to a writer process (``python -m callout.service.history_writer``) that scrubs,
-encodes and stores it with the same code as the in-process recorder. A run that ends while the
-writer is idle is sent at once; runs that end while it is busy gather into one frame (up to
-``batch_size``, or ``flush_interval`` seconds) that goes when it acknowledges the last: frames
-grow with the load, and a run waits in this process at most about as long as the writer takes
-to store the frame before it. The writer acknowledges each frame once it is committed; frames
-not yet acknowledged stay here and are sent again to a new writer if the writer dies (writes are
-idempotent, so a frame committed twice is stored once).
+encodes and stores it with the same code as the in-process recorder. The runs that end in one
+turn of the event loop go in one frame at its end (up to ``batch_size`` runs a frame): none
+waits here for a batch or a timer. The writer stores every frame that came while it wrote the
+last batch in one transaction, so its batches grow with the load, and a ``flush()`` waits for
+about one batch. It acknowledges each frame once it is committed; frames not yet acknowledged
+stay here and are sent again to a new writer if the writer dies (writes are idempotent, so a
+frame committed twice is stored once).
 
 Threat: disclosure of the secrets in a run. What is handed over is the run *before* scrubbing,
 credentials included. It travels only through an anonymous pipe to a child of this process that
@@ -79,14 +79,12 @@ class ProcessHistoryRecorder:
         *,
         queue_size: int = 10_000,
         batch_size: int = 200,
-        flush_interval: float = 0.2,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        check_limits(queue_size, batch_size, flush_interval)
+        check_limits(queue_size, batch_size)
         self._config = marshal.dumps({"database_url": database_url}, MARSHAL_VERSION)
         self._queue_size = queue_size
         self._batch_size = batch_size
-        self._flush_interval = flush_interval
         self._metrics = history_metrics(registry)
         self._pending: list[bytes] = []  # runs not yet in a frame
         self._unacked: dict[int, tuple[bytes, int]] = {}  # seq -> (payload, runs), in order
@@ -94,8 +92,7 @@ class ProcessHistoryRecorder:
         self._acked = 0  # every frame up to this one is committed
         self._in_flight = 0  # runs recorded and not yet committed
         self._waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._send_soon = False  # a send is scheduled for the next turn of the loop
+        self._send_soon = False  # a send is scheduled for the end of this turn of the loop
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._started = self._closing = self._stopping = False
@@ -126,15 +123,10 @@ class ProcessHistoryRecorder:
         self._in_flight += 1
         if len(self._pending) >= self._batch_size:
             self._send()
-        elif not self._unacked:
-            # The writer is idle: send what ends in this turn of the loop, without waiting for
-            # a batch. While it is busy, runs gather until it acknowledges (_acknowledge sends
-            # them then), so frames grow with the load and a flush waits for little.
-            if not self._send_soon:
-                self._send_soon = True
-                asyncio.get_running_loop().call_soon(self._send)
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._flush_interval, self._send)
+        elif not self._send_soon:
+            # One frame for the runs that end in this turn of the loop (one write, not one each).
+            self._send_soon = True
+            asyncio.get_running_loop().call_soon(self._send)
 
     async def flush(self) -> None:
         """Return once every run recorded before this call is written."""
@@ -173,9 +165,6 @@ class ProcessHistoryRecorder:
     def _send(self) -> None:
         """Put the pending runs in a frame and send it (kept until acknowledged)."""
         self._send_soon = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if not self._pending:
             return
         runs, self._pending = self._pending, []
@@ -210,7 +199,6 @@ class ProcessHistoryRecorder:
         proc.stdin.write(b"".join(frames))
         self._proc = proc
         self._reader = asyncio.create_task(self._read_acks(proc), name="callout-history-acks")
-        self._send_if_idle()
 
     async def _read_acks(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None  # noqa: S101  -- PIPE asked for
@@ -253,13 +241,7 @@ class ProcessHistoryRecorder:
             self._metrics.written.inc(runs)
         self._acked = max(self._acked, seq)
         self._restarts = 0
-        self._send_if_idle()
         self._wake()
-
-    def _send_if_idle(self) -> None:
-        """Send what gathered while the writer was busy, once it has nothing in flight."""
-        if not self._unacked and self._pending:
-            self._send()
 
     async def _stop_writer(self, *, orderly: bool) -> None:
         self._stopping = True

@@ -2,8 +2,9 @@
 
 Started by ``ProcessHistoryRecorder`` (``service/history_process``, which states the protocol and
 the threat), never by hand. It reads frames of finished runs on stdin, scrubs, encodes and
-stores each frame's runs in one batch with the in-process ``HistoryRecorder`` (the same
-scrubbing, fallbacks and retries), and acknowledges the frame on stdout once it is committed.
+stores the runs of every frame that has come in one batch with the in-process
+``HistoryRecorder`` (the same scrubbing, fallbacks and retries), and acknowledges those frames
+on stdout once the batch is committed.
 At the end of its input (the serving process closed the pipe, or died) it writes what it has
 read and exits.
 
@@ -37,6 +38,8 @@ _log = logging.getLogger("callout.history")
 
 #: Runs one frame can hold (the serving process sends at most its batch size, 200 by default).
 _BATCH = 10_000
+#: Bytes read from the pipe at once (what is there, up to this).
+_READ_SIZE = 1 << 20
 
 
 async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
@@ -51,22 +54,34 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
         store, batch_size=_BATCH, flush_interval=0, registry=CollectorRegistry()
     )
     await recorder.start()
+    buffer = bytearray()
     try:
         while True:
-            try:
-                header = await frames.readexactly(FRAME.size)
-                seq, size = FRAME.unpack(header)
-                payload = await frames.readexactly(size)
-            except asyncio.IncompleteReadError:
+            data = await frames.read(_READ_SIZE)
+            if not data:
                 # The end of the input; a frame cut short is one the serving process (if it
                 # still lives) has not seen acknowledged, and sends again.
                 return
-            for run in _loads(payload):
-                result, org_id = _run(_loads(run))
-                await recorder.record(result, org_id)
-            await recorder.flush()
-            acks.write(ACK.pack(seq))
-            acks.flush()
+            buffer += data
+            # Every whole frame that came while the last batch was written goes in one batch
+            # (one transaction): the busier the writer, the larger its batches.
+            done: list[int] = []
+            offset = 0
+            while len(buffer) - offset >= FRAME.size:
+                seq, size = FRAME.unpack_from(buffer, offset)
+                end = offset + FRAME.size + size
+                if len(buffer) < end:
+                    break
+                for run in _loads(bytes(buffer[offset + FRAME.size : end])):
+                    result, org_id = _run(_loads(run))
+                    await recorder.record(result, org_id)
+                done.append(seq)
+                offset = end
+            del buffer[:offset]
+            if done:
+                await recorder.flush()
+                acks.write(b"".join(ACK.pack(seq) for seq in done))
+                acks.flush()
     finally:
         await recorder.close()
         store.close()
