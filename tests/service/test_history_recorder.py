@@ -243,6 +243,22 @@ async def test_failed_writes_are_retried_until_they_succeed(
     await rec.close()
 
 
+async def test_write_stores_a_batch_at_once_and_retries_it_like_the_queue(
+    engine: Engine, flow: CompiledFlow, database: Database, registry: CollectorRegistry
+) -> None:
+    """write() (the writer process's batches) needs no start(): it returns once the runs are
+    stored, through the same retries as queued runs, and counts them the same way."""
+    store = FlakyStore(database, failures=2)
+    rec = HistoryRecorder(store, registry=registry)
+    results = [await engine.run_flow(flow, event={"n": i}) for i in range(5)]
+    await rec.write([(result, "org-a") for result in results])
+    assert store.failures == 0
+    assert await store.count("org-a") == 5
+    assert await event_rows(database) == 15
+    assert sample(registry, "callout_history_write_errors_total") == 2
+    assert sample(registry, "callout_history_runs_written_total") == 5
+
+
 async def test_a_thousand_concurrent_runs_each_produce_complete_history(
     engine: Engine,
     flow: CompiledFlow,

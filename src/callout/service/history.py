@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -170,6 +171,12 @@ class HistoryRecorder:
         except asyncio.QueueFull:
             self._metrics.queue_full.inc()
             await queue.put(entry)
+
+    async def write(self, runs: Iterable[tuple[RunResult, str | None]]) -> None:
+        """Scrub, encode and store ``runs`` (result, org id) now, as one batch, retried as the
+        background writer retries; they do not go through the queue. For a caller that gathers
+        its own batches (the writer process); it needs no ``start()``."""
+        await self._write([_Entry(result, org_id) for result, org_id in runs])
 
     async def flush(self) -> None:
         """Return once every run recorded before this call is written."""

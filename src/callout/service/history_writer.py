@@ -36,8 +36,6 @@ __all__ = ["main", "serve"]
 
 _log = logging.getLogger("callout.history")
 
-#: Runs one frame can hold (the serving process sends at most its batch size, 200 by default).
-_BATCH = 10_000
 #: Bytes read from the pipe at once (what is there, up to this).
 _READ_SIZE = 1 << 20
 
@@ -50,10 +48,7 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
     db = Database(config["database_url"])
     # Blocking SQLite writes: this loop has nothing to do while a batch is written.
     store = HistoryStore(db, blocking=True)
-    recorder = HistoryRecorder(
-        store, batch_size=_BATCH, flush_interval=0, registry=CollectorRegistry()
-    )
-    await recorder.start()
+    recorder = HistoryRecorder(store, registry=CollectorRegistry())
     buffer = bytearray()
     try:
         while True:
@@ -66,24 +61,24 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
             # Every whole frame that came while the last batch was written goes in one batch
             # (one transaction): the busier the writer, the larger its batches.
             done: list[int] = []
+            runs: list[tuple[RunResult, str | None]] = []
             offset = 0
             while len(buffer) - offset >= FRAME.size:
                 seq, size = FRAME.unpack_from(buffer, offset)
                 end = offset + FRAME.size + size
                 if len(buffer) < end:
                     break
-                for run in _loads(bytes(buffer[offset + FRAME.size : end])):
-                    result, org_id = _run(_loads(run))
-                    await recorder.record(result, org_id)
+                runs += [
+                    _run(_loads(run)) for run in _loads(bytes(buffer[offset + FRAME.size : end]))
+                ]
                 done.append(seq)
                 offset = end
             del buffer[:offset]
             if done:
-                await recorder.flush()
+                await recorder.write(runs)
                 acks.write(b"".join(ACK.pack(seq) for seq in done))
                 acks.flush()
     finally:
-        await recorder.close()
         store.close()
         await db.dispose()
 
