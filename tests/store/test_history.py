@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from callout.engine.runner import RunResult
 from callout.store import history
-from callout.store.db import Database
+from callout.store.db import Database, open_database
 from callout.store.history import HistoryStore, RunRecord
 from callout.store.models import RunEvent
 
@@ -124,6 +124,20 @@ async def test_a_failed_batch_writes_nothing_and_the_next_one_is_written(
     await store.write_batch([good, run("r3")])
     assert await store.count("org-a") == 2
     assert await event_count(database) == 4
+
+
+async def test_a_blocking_store_on_an_in_memory_database_writes_through_the_pool() -> None:
+    """An in-memory SQLite database lives in the pool's one connection: a blocking store could
+    not reach it with a connection of its own, so it writes as a pooled one does."""
+    db = await open_database("sqlite+aiosqlite://")
+    store = HistoryStore(db, blocking=True)
+    try:
+        await store.write_batch([run("r1")])
+        assert await store.count("org-a") == 1
+        assert await event_count(db) == 2
+    finally:
+        store.close()
+        await db.dispose()
 
 
 async def test_another_org_can_neither_get_nor_list_a_run(database: Database) -> None:
