@@ -149,7 +149,7 @@ def build_runtime(
     history = HistoryStore(db)
     recorder: RunRecorder
     if settings.history_writer == "process":
-        if db.dialect == "sqlite" and db.url.database in (None, "", ":memory:"):
+        if db.in_memory:
             raise StoreError(
                 "CALLOUT_HISTORY_WRITER=process needs a database another process can open: "
                 "use a SQLite file or PostgreSQL, or set CALLOUT_HISTORY_WRITER=inline",

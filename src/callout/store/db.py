@@ -164,6 +164,11 @@ class Database:
         """Close every pooled connection."""
         await self.engine.dispose()
 
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database: only this process's pool can reach it."""
+        return self.dialect == "sqlite" and self.url.database in (None, "", ":memory:")
+
     def blocking_sqlite(self) -> sqlite3.Connection | None:
         """A plain ``sqlite3`` connection to this SQLite file, set up as the pooled ones are
         (``BEGIN`` is the caller's to emit); None on PostgreSQL or an in-memory database.
@@ -173,7 +178,7 @@ class Database:
         of every statement to a thread and back, nine round trips a transaction.
         """
         path = self.url.database
-        if self.dialect != "sqlite" or not path or path == ":memory:":
+        if self.dialect != "sqlite" or self.in_memory or path is None:
             return None
         connection = sqlite3.connect(path, isolation_level=None)
         try:
