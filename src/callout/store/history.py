@@ -149,7 +149,8 @@ class HistoryStore:
 
     def __init__(self, db: Database, *, blocking: bool = False) -> None:
         self._db = db
-        self._blocking = blocking and db.dialect == "sqlite"
+        # An in-memory database lives in the pool's connection: only the pool can reach it.
+        self._blocking = blocking and db.dialect == "sqlite" and not db.in_memory
         self._sqlite: sqlite3.Connection | None = None
         self._runs_sql = _insert_sql(db.dialect, _RUNS, _RUN_COLUMNS)
         self._events_sql = _insert_sql(db.dialect, _EVENTS, _EVENT_COLUMNS)
@@ -221,11 +222,8 @@ class HistoryStore:
         encoded = [r if isinstance(r, EncodedRun) else self._encode_record(r) for r in runs]
         run_rows = [e.run for e in encoded]
         event_rows = [row for e in encoded for row in e.events]
-        if self._blocking and self._sqlite is None:
-            self._sqlite = self._db.blocking_sqlite()
-            self._blocking = self._sqlite is not None  # in memory: only the pool can reach it
-        if self._sqlite is not None:
-            self._write_blocking(self._sqlite, run_rows, event_rows)
+        if self._blocking:
+            self._write_blocking(run_rows, event_rows)
             return
         async with self._db.transaction() as session:
             connection = await session.connection()
@@ -234,11 +232,12 @@ class HistoryStore:
                 await connection.exec_driver_sql(self._events_sql, event_rows)
 
     def _write_blocking(
-        self,
-        connection: sqlite3.Connection,
-        run_rows: builtins.list[tuple[Any, ...]],
-        event_rows: builtins.list[tuple[Any, ...]],
+        self, run_rows: builtins.list[tuple[Any, ...]], event_rows: builtins.list[tuple[Any, ...]]
     ) -> None:
+        connection = self._sqlite
+        if connection is None:
+            connection = self._sqlite = self._db.blocking_sqlite()
+            assert connection is not None  # noqa: S101  -- a SQLite file, as __init__ checked
         # IMMEDIATE, as Database.transaction(): wait for the write lock (busy timeout) up front.
         connection.execute("BEGIN IMMEDIATE")
         try:
