@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    with upstream_process() as port:
+    with upstream_process() as (port, _):
         print(
             f"client CPU per request (us), {args.requests} requests x {args.rounds} rounds, "
             f"64 concurrent, loop: {_use_uvloop()}; upstream in another process"

@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=30)
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
-    with nt.upstream_process(1) as port:
+    with nt.upstream_process(1) as (port, _):
         nt._use_uvloop()
         asyncio.run(_measure(port, args.block, args.blocks, args.single))
 

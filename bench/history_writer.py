@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--frames", default="1,10,200", help="frame sizes, in runs")
     args = parser.parse_args()
     sizes = [int(size) for size in args.frames.split(",")]
-    with nt.upstream_process() as port:
+    with nt.upstream_process() as (port, _):
         figures = asyncio.run(_measure(port, args.runs, sizes))
     print(json.dumps(figures))
 

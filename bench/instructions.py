@@ -101,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         variant, n = args.worker
-        with nt.upstream_process() as port:
+        with nt.upstream_process() as (port, _):
             nt._use_uvloop()
             asyncio.run(_worker(variant, int(n), port))
         return

@@ -9,9 +9,9 @@ templated URL and JSON body whose response is parsed into vars: prepared once an
 call), prepared and run per call like the http node, (d) the same node inside a flow, (e)
 that flow with run history recorded (flushed inside the timing) by the history writer process
 a runtime uses by default, and (f) the same with history written in this process
-(``CALLOUT_HISTORY_WRITER=inline``). The CPU a request of this process and of the writer
-process is printed too: the writer's work is moved off the serving process, not gone, and on
-this 2-core machine it shares a core with the upstream. Each variant is paired with a
+(``CALLOUT_HISTORY_WRITER=inline``). The CPU a request of this process, of the writer process
+and of the upstream is printed too: the writer's work is moved off the serving process, not
+gone, and on this 2-core machine it shares a core with the upstream. Each variant is paired with a
 raw baseline in every round: the two are set up once and driven in alternating blocks
 (``--blocks``), so both see the same stretch of the shared machine's speed; medians of the
 per-pair ratios are reported.
@@ -84,18 +84,24 @@ def _serve(port_out: Any) -> None:
     asyncio.run(main())
 
 
+class Upstream(NamedTuple):
+    port: int
+    pid: int  # its CPU is counted too: on this machine it competes for a core
+
+
 @contextmanager
-def upstream_process(cpu: int | None = None) -> Iterator[int]:
+def upstream_process(cpu: int | None = None) -> Iterator[Upstream]:
     """Start the upstream in a separate process (on CPU ``cpu`` only, when given); yield its
-    port; stop it afterwards."""
+    port and process id; stop it afterwards."""
     ctx = mp.get_context("spawn")
     recv, send = ctx.Pipe(duplex=False)
     server = ctx.Process(target=_serve, args=(send,), daemon=True)
     server.start()
-    if cpu is not None and server.pid is not None:
+    assert server.pid is not None
+    if cpu is not None:
         os.sched_setaffinity(server.pid, {cpu})
     try:
-        yield recv.recv()
+        yield Upstream(recv.recv(), server.pid)
     finally:
         server.terminate()
         server.join()
@@ -399,7 +405,12 @@ async def _floor(port: int, n: int, concurrency: int) -> float:
 
 
 async def _measure(
-    port: int, n: int, concurrency: int, rounds: int, blocks: int, helper_cpu: int | None = None
+    upstream: Upstream,
+    n: int,
+    concurrency: int,
+    rounds: int,
+    blocks: int,
+    helper_cpu: int | None = None,
 ) -> dict[str, float]:
     """Each round pairs every variant with a raw baseline, both set up once and then driven in
     ``blocks`` alternating blocks of ``n / blocks`` requests (raw first in even blocks, the
@@ -409,6 +420,7 @@ async def _measure(
     of the rates."""
     tmp = tempfile.TemporaryDirectory()
     root = Path(tmp.name)
+    port = upstream.port
     variants: dict[str, Callable[[int], AbstractAsyncContextManager[Load]]] = {
         "http node": lambda r: _callout_load(port, whole_flow=False),
         "http flow": lambda r: _callout_load(port, whole_flow=True),
@@ -421,9 +433,11 @@ async def _measure(
     }
     rates: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
     ratios: dict[str, list[float]] = {name: [] for name in variants}
-    # CPU a request: of this process (client and engine), and of the history writer process.
+    # CPU a request: of this process (client and engine), of the history writer process, and of
+    # the upstream (with --pin, the writer and the upstream share CPU 1).
     cpu: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
     writer_cpu: list[float] = []
+    upstream_cpu: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
     size = max(1, n // blocks)
     try:
         for r in range(rounds):
@@ -431,6 +445,7 @@ async def _measure(
             for name, load in variants.items():
                 seconds = {"raw": 0.0, name: 0.0}
                 used = {"raw": 0.0, name: 0.0}
+                served = {"raw": 0.0, name: 0.0}
                 helper = 0.0
                 async with _raw_load(port) as raw, load(r) as ours:
                     if helper_cpu is not None and ours.helper_pid is not None:
@@ -439,8 +454,10 @@ async def _measure(
                         order = [("raw", raw), (name, ours)]
                         for label, driven in order if block % 2 == 0 else order[::-1]:
                             before, helper_before = _cpu_s(None), _cpu_s(driven.helper_pid)
+                            upstream_before = _cpu_s(upstream.pid)
                             seconds[label] += size / await _timed(driven, size, concurrency)
                             used[label] += _cpu_s(None) - before
+                            served[label] += _cpu_s(upstream.pid) - upstream_before
                             if driven.helper_pid is not None:
                                 helper += _cpu_s(driven.helper_pid) - helper_before
                 done = size * blocks
@@ -450,6 +467,8 @@ async def _measure(
                 ratios[name].append(rate / baseline)
                 cpu["raw"].append(used["raw"] / done * 1e6)
                 cpu[name].append(used[name] / done * 1e6)
+                for label in ("raw", name):
+                    upstream_cpu[label].append(served[label] / done * 1e6)
                 if ours.helper_pid is not None:
                     writer_cpu.append(helper / done * 1e6)
                 line.append(f"{name} {rate:,.0f}/{baseline:,.0f} = {rate / baseline:.2f}")
@@ -460,6 +479,10 @@ async def _measure(
         "CPU a request (median, us): "
         + "; ".join(f"{name} {statistics.median(v):.0f}" for name, v in cpu.items())
         + f"; the history writer process {statistics.median(writer_cpu):.0f}"
+    )
+    print(
+        "the upstream's CPU a request (median, us): "
+        + "; ".join(f"{name} {statistics.median(v):.0f}" for name, v in upstream_cpu.items())
     )
 
     def med(values: list[float], digits: int = 1) -> float:
@@ -498,9 +521,12 @@ def main() -> None:
     other = 1 if args.pin else None
     if args.pin:
         os.sched_setaffinity(0, {0})
-    with upstream_process(other) as port:
+    with upstream_process(other) as upstream:
         loop_name = _use_uvloop()
-        print(f"upstream: aiohttp on 127.0.0.1:{port} (separate process); client loop: {loop_name}")
+        print(
+            f"upstream: aiohttp on 127.0.0.1:{upstream.port} (separate process); client loop: "
+            f"{loop_name}"
+        )
         print(
             f"{args.requests} requests per measurement, {args.rounds} rounds, concurrency "
             f"{args.concurrency}; each variant paired with its own raw baseline, the two "
@@ -513,7 +539,7 @@ def main() -> None:
             )
         )
         figures = asyncio.run(
-            _measure(port, args.requests, args.concurrency, args.rounds, args.blocks, other)
+            _measure(upstream, args.requests, args.concurrency, args.rounds, args.blocks, other)
         )
     print(
         f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "
