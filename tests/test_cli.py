@@ -175,3 +175,21 @@ async def test_demo_runs_the_example_flow_and_shows_routes() -> None:
     assert rc == 0
     assert "=> queue: vip" in out
     assert "=> queue: new-customer" in out
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("CALLOUT_HISTORY_WRITER_NICE", "20", "less than or equal to 19"),
+        ("CALLOUT_HISTORY_WRITER", "thread", "'process' or 'inline'"),
+    ],
+)
+async def test_a_bad_setting_is_named_with_what_it_accepts(
+    flow_file: Path, variable: str, value: str, says: str
+) -> None:
+    code, out, err = await callout("run", str(flow_file), env={variable: value})
+    assert code == 2
+    assert out == ""
+    assert err.strip() == err.strip().splitlines()[0]  # one line, no traceback
+    assert variable in err
+    assert says in err

@@ -59,6 +59,16 @@ class Settings(BaseSettings):
         "task in the serving process. CLI commands that run one flow and exit use 'inline' "
         "unless this is set.",
     )
+    history_writer_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much lower than the service's the history writer process's CPU "
+        "priority is (0 to 19, as nice): where the two share a core, calls come first and "
+        "history is written with the CPU they leave. 0 gives the writer an equal share; 19 "
+        "yields the most, but starves history (and, once its queue is full, the calls that "
+        "wait for it) on a host where other work keeps every core busy.",
+    )
     log_level: str = Field("INFO", description="Level of the JSON log lines on stderr.")
     cache_ttl_ms: int = Field(
         5000,

@@ -95,6 +95,47 @@ async def test_runs_sent_to_a_writer_that_is_killed_are_written_by_the_next(
     assert sample(registry, "callout_history_runs_written_total") == 60
 
 
+def nice_of(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+async def test_the_writer_runs_at_a_lower_cpu_priority_than_the_service(
+    database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
+) -> None:
+    """Where the writer shares a core with the serving process, calls come first: the writer,
+    and a writer started after one died, run ``niceness`` lower than this process."""
+    rec = ProcessHistoryRecorder(database_url(database), niceness=5, registry=registry)
+    await rec.start()
+    expected = min(19, nice_of(0) + 5)
+    try:
+        await rec.record(results[0], "org-a")
+        await rec.flush()  # the writer is past its start-up, where it lowers its priority
+        first = writer_of(rec)
+        assert nice_of(first) == expected
+        os.kill(first, signal.SIGKILL)
+        await rec.record(results[1], "org-a")
+        await rec.flush()  # written by the next writer
+        assert writer_of(rec) != first
+        assert nice_of(writer_of(rec)) == expected
+        assert await store.count("org-a") == 2
+    finally:
+        await rec.close()
+
+
+async def test_a_writer_with_niceness_0_keeps_the_service_priority(
+    recorder: ProcessHistoryRecorder, results: list[RunResult]
+) -> None:
+    await recorder.record(results[0], "org-a")
+    await recorder.flush()
+    assert nice_of(writer_of(recorder)) == nice_of(0)
+
+
+@pytest.mark.parametrize("niceness", [-1, 20])
+def test_a_niceness_outside_0_to_19_is_refused(niceness: int) -> None:
+    with pytest.raises(ValueError, match="niceness must be between 0 and 19"):
+        ProcessHistoryRecorder("sqlite+aiosqlite:///unused.db", niceness=niceness)
+
+
 async def test_runs_go_to_the_writer_without_waiting_for_a_batch(
     database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
 ) -> None:
@@ -228,6 +269,21 @@ async def test_a_runtime_uses_the_writer_process_unless_told_otherwise(tmp_path:
     rt = await open_runtime(inline)
     try:
         assert isinstance(rt.recorder, HistoryRecorder)
+    finally:
+        await rt.aclose()
+
+
+async def test_a_runtime_starts_its_writer_at_the_configured_niceness(tmp_path: Path) -> None:
+    """CALLOUT_HISTORY_WRITER_NICE reaches the writer process."""
+    ring = KeyRing([MasterKey.generate("k1")])
+    settings = Settings(data_dir=tmp_path, master_keys=ring.to_env_value(), history_writer_nice=3)
+    rt = await open_runtime(settings)
+    try:
+        start_only = rt.engine.load_flow({"id": "f", "nodes": [{"id": "s", "type": "onFlowStart"}]})
+        await rt.run_and_record(start_only)
+        await rt.recorder.flush()
+        assert isinstance(rt.recorder, ProcessHistoryRecorder)
+        assert nice_of(writer_of(rt.recorder)) == min(19, nice_of(0) + 3)
     finally:
         await rt.aclose()
 

@@ -12,7 +12,10 @@ waits here for a batch or a timer. The writer stores every frame that came while
 last batch in one transaction, so its batches grow with the load, and a ``flush()`` waits for
 about one batch. It acknowledges each frame once it is committed; frames not yet acknowledged
 stay here and are sent again to a new writer if the writer dies (writes are idempotent, so a
-frame committed twice is stored once).
+frame committed twice is stored once). The writer runs at a lower CPU priority (``niceness``,
+``CALLOUT_HISTORY_WRITER_NICE``): where it shares a core with the serving process, or with
+anything else that answers callers, calls come first and history is written with the CPU they
+leave, its backlog still bounded by ``queue_size``.
 
 Threat: disclosure of the secrets in a run. What is handed over is the run *before* scrubbing,
 credentials included. It travels only through an anonymous pipe to a child of this process that
@@ -49,6 +52,7 @@ __all__ = [
     "ACK",
     "FRAME",
     "MARSHAL_VERSION",
+    "MAX_NICENESS",
     "ProcessHistoryRecorder",
     "run_bytes",
     "writer_command",
@@ -57,17 +61,20 @@ __all__ = [
 FRAME = struct.Struct("<QI")  # sequence number, payload length
 ACK = struct.Struct("<Q")  # sequence number of the frame committed
 MARSHAL_VERSION = 4
+MAX_NICENESS = 19  # the lowest CPU priority a process can give itself
 
 _log = logging.getLogger("callout.history")
 
 
-def writer_command() -> tuple[list[str], dict[str, str]]:
+def writer_command(niceness: int = 0) -> tuple[list[str], dict[str, str]]:
     """The writer's command line and environment: this interpreter, this copy of the package
-    (the compiled build or the sources, whichever this process imported)."""
+    (the compiled build or the sources, whichever this process imported), and how much lower
+    than this process's the writer sets its CPU priority (``--nice``, when not 0)."""
     root = str(Path(callout.__file__).resolve().parent.parent)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    return [sys.executable, "-m", "callout.service.history_writer"], env
+    command = [sys.executable, "-m", "callout.service.history_writer"]
+    return ([*command, "--nice", str(niceness)] if niceness else command), env
 
 
 class ProcessHistoryRecorder:
@@ -79,9 +86,15 @@ class ProcessHistoryRecorder:
         *,
         queue_size: int = 10_000,
         batch_size: int = 200,
+        niceness: int = 0,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
+        """``niceness``: how much lower than this process's the writer's CPU priority is (0 to
+        19, as ``nice``), so that where the two share a core, calls come first."""
         check_limits(queue_size, batch_size)
+        if not 0 <= niceness <= MAX_NICENESS:
+            raise ValueError(f"niceness must be between 0 and {MAX_NICENESS}, not {niceness}")
+        self._niceness = niceness
         self._config = marshal.dumps({"database_url": database_url}, MARSHAL_VERSION)
         self._queue_size = queue_size
         self._batch_size = batch_size
@@ -189,7 +202,7 @@ class ProcessHistoryRecorder:
                 waiter.set_result(None)
 
     async def _spawn(self) -> None:
-        command, env = writer_command()
+        command, env = writer_command(self._niceness)
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env
         )

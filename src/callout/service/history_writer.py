@@ -15,6 +15,7 @@ kept for them, and anything else printed to stdout goes to stderr.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import marshal
@@ -28,7 +29,7 @@ from callout.engine.runner import RunResult
 from callout.engine.wire import RunWire, run_from_wire, without_values
 from callout.logs import configure_logging
 from callout.service.history import HistoryRecorder
-from callout.service.history_process import ACK, FRAME
+from callout.service.history_process import ACK, FRAME, MAX_NICENESS
 from callout.store.db import Database
 from callout.store.history import HistoryStore
 
@@ -108,8 +109,16 @@ async def _main(ack_fd: int) -> None:
         await serve(frames, acks)
 
 
-def main() -> None:
-    """Entry point: JSON logs on stderr; acknowledgements on the stdout it was started with."""
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: JSON logs on stderr; acknowledgements on the stdout it was started with.
+
+    ``--nice N`` lowers this process's CPU priority by N first (its threads inherit it).
+    """
+    parser = argparse.ArgumentParser(prog="python -m callout.service.history_writer")
+    parser.add_argument("--nice", type=int, default=0, choices=range(MAX_NICENESS + 1))
+    niceness = parser.parse_args(argv).nice
+    if niceness:
+        os.nice(niceness)
     # Ctrl-C reaches the whole process group: the serving process decides when this one ends
     # (it closes the pipe once everything is written), not the terminal.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -156,7 +156,9 @@ def build_runtime(
                 code="invalid_settings",
                 field="history_writer",
             )
-        recorder = ProcessHistoryRecorder(db.url.render_as_string(hide_password=False))
+        recorder = ProcessHistoryRecorder(
+            db.url.render_as_string(hide_password=False), niceness=settings.history_writer_nice
+        )
     else:
         recorder = HistoryRecorder(history)
     return Runtime(
