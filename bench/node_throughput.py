@@ -17,7 +17,7 @@ raw baseline in every round: the two are set up once and driven in alternating b
 per-pair ratios are reported.
 
     .venv/bin/python bench/node_throughput.py [--requests 3000] [--concurrency 64] [--rounds 5]
-        [--blocks 6] [--pin]
+        [--blocks 6] [--variants http,http-flow,node,flow,history,history-inline] [--pin]
 
 With ``--pin`` this process runs alone on CPU 0 and the upstream and the history writer share
 CPU 1: the serving process has a core of its own and the writer a spare one, as in a deployment
@@ -27,7 +27,7 @@ the writer's CPU competes with the serving process's.
 The last line printed is one JSON object: {"baseline_rps", "callout_rps", "ratio", ...}
 (ratios of the other variants too: "flow_ratio", "integration_ratio",
 "integration_flow_ratio", "history_ratio", "inline_history_ratio"; and the writer process's
-CPU a request, "history_writer_cpu_us").
+CPU a request, "history_writer_cpu_us"), for the variants measured.
 """
 
 from __future__ import annotations
@@ -404,6 +404,24 @@ async def _floor(port: int, n: int, concurrency: int) -> float:
         return await _timed(load, n, concurrency)
 
 
+class Variant(NamedTuple):
+    """A variant by its ``--variants`` key: its name as printed, and its keys in the JSON line."""
+
+    name: str
+    rps_key: str | None
+    ratio_key: str
+
+
+VARIANTS = {
+    "http": Variant("http node", "callout_rps", "ratio"),
+    "http-flow": Variant("http flow", "flow_rps", "flow_ratio"),
+    "node": Variant("integration node", "integration_rps", "integration_ratio"),
+    "flow": Variant("integration flow", "integration_flow_rps", "integration_flow_ratio"),
+    "history": Variant("integration + history", "history_rps", "history_ratio"),
+    "history-inline": Variant("integration + inline history", None, "inline_history_ratio"),
+}
+
+
 async def _measure(
     upstream: Upstream,
     n: int,
@@ -411,26 +429,27 @@ async def _measure(
     rounds: int,
     blocks: int,
     helper_cpu: int | None = None,
+    chosen: list[str] | None = None,
 ) -> dict[str, float]:
     """Each round pairs every variant with a raw baseline, both set up once and then driven in
     ``blocks`` alternating blocks of ``n / blocks`` requests (raw first in even blocks, the
     variant first in odd ones), so that both see the same stretch of the shared machine's
     speed, which drifts by 2x between minutes and noticeably within seconds. A pair's ratio is
     raw time / variant time over all its blocks. Reported: medians of the per-pair ratios and
-    of the rates."""
+    of the rates. ``chosen``: the ``VARIANTS`` keys to measure, in that order (all by default).
+    """
     tmp = tempfile.TemporaryDirectory()
     root = Path(tmp.name)
     port = upstream.port
-    variants: dict[str, Callable[[int], AbstractAsyncContextManager[Load]]] = {
-        "http node": lambda r: _callout_load(port, whole_flow=False),
-        "http flow": lambda r: _callout_load(port, whole_flow=True),
-        "integration node": lambda r: _integration_load(port, root / f"i{r}", run="node"),
-        "integration flow": lambda r: _integration_load(port, root / f"f{r}", run="flow"),
-        "integration + history": lambda r: _integration_load(port, root / f"h{r}", run="history"),
-        "integration + inline history": lambda r: _integration_load(
-            port, root / f"n{r}", run="history-inline"
-        ),
+    loads: dict[str, Callable[[int], AbstractAsyncContextManager[Load]]] = {
+        "http": lambda r: _callout_load(port, whole_flow=False),
+        "http-flow": lambda r: _callout_load(port, whole_flow=True),
+        "node": lambda r: _integration_load(port, root / f"i{r}", run="node"),
+        "flow": lambda r: _integration_load(port, root / f"f{r}", run="flow"),
+        "history": lambda r: _integration_load(port, root / f"h{r}", run="history"),
+        "history-inline": lambda r: _integration_load(port, root / f"n{r}", run="history-inline"),
     }
+    variants = {VARIANTS[key].name: loads[key] for key in chosen or VARIANTS}
     rates: dict[str, list[float]] = {name: [] for name in ["raw", *variants]}
     ratios: dict[str, list[float]] = {name: [] for name in variants}
     # CPU a request: of this process (client and engine), of the history writer process, and of
@@ -478,7 +497,11 @@ async def _measure(
     print(
         "CPU a request (median, us): "
         + "; ".join(f"{name} {statistics.median(v):.0f}" for name, v in cpu.items())
-        + f"; the history writer process {statistics.median(writer_cpu):.0f}"
+        + (
+            f"; the history writer process {statistics.median(writer_cpu):.0f}"
+            if writer_cpu
+            else ""
+        )
     )
     print(
         "the upstream's CPU a request (median, us): "
@@ -488,21 +511,15 @@ async def _measure(
     def med(values: list[float], digits: int = 1) -> float:
         return round(statistics.median(values), digits)
 
-    return {
-        "baseline_rps": med(rates["raw"]),
-        "callout_rps": med(rates["http node"]),
-        "ratio": med(ratios["http node"], 3),
-        "flow_rps": med(rates["http flow"]),
-        "flow_ratio": med(ratios["http flow"], 3),
-        "integration_rps": med(rates["integration node"]),
-        "integration_ratio": med(ratios["integration node"], 3),
-        "integration_flow_rps": med(rates["integration flow"]),
-        "integration_flow_ratio": med(ratios["integration flow"], 3),
-        "history_rps": med(rates["integration + history"]),
-        "history_ratio": med(ratios["integration + history"], 3),
-        "inline_history_ratio": med(ratios["integration + inline history"], 3),
-        "history_writer_cpu_us": med(writer_cpu),
-    }
+    figures = {"baseline_rps": med(rates["raw"])}
+    for variant in VARIANTS.values():
+        if variant.name in variants:
+            if variant.rps_key is not None:
+                figures[variant.rps_key] = med(rates[variant.name])
+            figures[variant.ratio_key] = med(ratios[variant.name], 3)
+    if writer_cpu:
+        figures["history_writer_cpu_us"] = med(writer_cpu)
+    return figures
 
 
 def main() -> None:
@@ -512,12 +529,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"which to measure, in this order (each against raw): {', '.join(VARIANTS)}",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="this process on CPU 0 alone; the upstream and the history writer on CPU 1 (a "
         "serving process with a core of its own, the writer on a spare one)",
     )
     args = parser.parse_args()
+    chosen = [key for key in args.variants.split(",") if key]
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown or not chosen or len(set(chosen)) < len(chosen):
+        parser.error(f"--variants: each of {', '.join(VARIANTS)} at most once")
     other = 1 if args.pin else None
     if args.pin:
         os.sched_setaffinity(0, {0})
@@ -539,15 +565,15 @@ def main() -> None:
             )
         )
         figures = asyncio.run(
-            _measure(upstream, args.requests, args.concurrency, args.rounds, args.blocks, other)
+            _measure(
+                upstream, args.requests, args.concurrency, args.rounds, args.blocks, other, chosen
+            )
         )
     print(
-        f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; http node ratio "
-        f"{figures['ratio']:.3f}; http flow ratio {figures['flow_ratio']:.3f}; "
-        f"integration node ratio {figures['integration_ratio']:.3f}; "
-        f"integration flow ratio {figures['integration_flow_ratio']:.3f}; "
-        f"integration + history ratio {figures['history_ratio']:.3f} (inline "
-        f"{figures['inline_history_ratio']:.3f})"
+        f"median: raw aiohttp {figures['baseline_rps']:,.0f} req/s; "
+        + "; ".join(
+            f"{VARIANTS[key].name} ratio {figures[VARIANTS[key].ratio_key]:.3f}" for key in chosen
+        )
     )
     print(json.dumps(figures))
 
