@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import callout.scrub
 from callout.scrub import MASK, MAX_DEPTH, NULL_SCRUBBER, Scrubber
 from tests.test_scrub import FORMS, SECRET, SECRET_TEXT
 
@@ -133,6 +134,11 @@ def test_property_no_form_survives_to_json(
     assert [s for s in strings_of(stored) if encoded in s] == []
 
 
+@pytest.mark.skipif(
+    callout.scrub.__file__.endswith(".so"),
+    reason="compiled code calls data() directly, past the patched attribute: a spy cannot see "
+    "it; the pass over src/ (make unit-pure) runs this test",
+)
 def test_to_json_skips_the_copy_when_nothing_can_match(monkeypatch: pytest.MonkeyPatch) -> None:
     """Data holding no needle (no anchor, base64 middle or Bearer/Basic marker) is encoded as
     it is: data() is never called."""
