@@ -50,7 +50,7 @@ async def _open_loop(
     """Start ``one(i)`` at ``rate`` a second for ``seconds``, each on time whatever the others
     do; return each call's latency in ms, from the moment it was due until it ended."""
     latencies: list[float] = []
-    running: set[asyncio.Task[None]] = set()
+    tasks: list[asyncio.Task[None]] = []
     count = max(1, round(rate * seconds))
     interval = 1.0 / rate
 
@@ -66,16 +66,13 @@ async def _open_loop(
             # The loop's timers tick in milliseconds: a call due within this tick starts with the
             # ones before it; its latency still counts from when it was due.
             await asyncio.sleep(wait)
-        task = asyncio.create_task(call(i, due))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    await asyncio.gather(*running)
+        tasks.append(asyncio.create_task(call(i, due)))
+    await asyncio.gather(*tasks)
     return latencies
 
 
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
+def _percentile(values: list[float], p: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[p - 1]
 
 
 async def _measure(
