@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 COMPILED := build/compiled
 HOT_MODULES := template cases mapping scrub _jsontext engine/call engine/context engine/runner \
 	engine/engine engine/integration_mode engine/http_mode engine/nodes engine/auth \
-	engine/wire service/history_process transport guard _guard_syntax _body _redirects
+	engine/wire service/history_process transport _hop guard _guard_syntax _body _redirects
 SOURCES := $(shell find src/callout -type f -not -path '*/__pycache__/*')
 WITH_COMPILED := PYTHONPATH=$(CURDIR)/$(COMPILED)
 

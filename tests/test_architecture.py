@@ -15,7 +15,7 @@ SRC = Path(callout.__file__).parent
 LAYERS: list[tuple[int, str]] = [
     (0, r"errors|spec(\..*)?"),
     (1, r"template|mapping|cases|guard|_guard_ranges|_guard_syntax|crypto|scrub|_jsontext|logs"),
-    (2, r"transport|_body|_http_errors|_redirects|integration|_integration_check|_schemas"),
+    (2, r"transport|_hop|_body|_http_errors|_redirects|integration|_integration_check|_schemas"),
     (3, r"engine(\..*)?"),
     (4, r"store(\..*)?"),
     (5, r"service(\..*)?|settings"),

@@ -817,6 +817,64 @@ async def test_connections_are_reused(transport: Transport, upstream: Upstream) 
     assert first.body["peer"] == second.body["peer"]
 
 
+def closes_after_one_answer() -> tuple[Callable[[], AbstractAsyncContextManager[Upstream]], list[int]]:
+    """A raw upstream that answers the first request on each connection with a keep-alive
+    response, then reads the next request and closes without answering it: the race where a
+    pooled connection is closed by the upstream just as it is reused. Also returns the list of
+    requests each connection received."""
+    received: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        received.append(0)
+        index = len(received) - 1
+        await read_request_and_body(reader)
+        received[index] += 1
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+        await writer.drain()
+        await read_request_and_body(reader)
+        received[index] += 1
+        # closed here, unanswered (serve_raw closes the writer)
+
+    return (lambda: serve_raw(handler)), received
+
+
+async def read_request_and_body(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            await reader.readexactly(int(value))
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_an_idempotent_call_on_a_stale_pooled_connection_is_sent_again(
+    transport: Transport, method: str
+) -> None:
+    """The upstream closes a keep-alive connection as the next call reuses it: an idempotent
+    call is sent once more on a new connection, and the caller sees only the answer."""
+    serve, received = closes_after_one_answer()
+    async with serve() as upstream:
+        first = await transport.send(OutboundRequest(method, upstream.url("/a")))
+        second = await transport.send(OutboundRequest(method, upstream.url("/b")))
+    assert (first.status, second.status) == (200, 200)
+    assert second.attempts == 1  # not one of the call's retries: the same attempt, resent
+    assert received == [2, 1]  # the stale connection got the request; a new one answered it
+
+
+async def test_a_post_on_a_stale_pooled_connection_is_not_sent_twice(
+    transport: Transport,
+) -> None:
+    """A POST may already have had its effect when the connection closed: it fails instead
+    of being sent again."""
+    serve, received = closes_after_one_answer()
+    async with serve() as upstream:
+        await transport.send(OutboundRequest("POST", upstream.url("/a"), body=b"{}"))
+        with pytest.raises(NetworkError) as info:
+            await transport.send(OutboundRequest("POST", upstream.url("/b"), body=b"{}"))
+    assert info.value.code == "malformed_response"  # closed without a complete response
+    assert received == [2]
+
+
 async def test_cookies_do_not_leak_between_calls(transport: Transport, upstream: Upstream) -> None:
     """A Set-Cookie from one call is not sent on the next."""
     await transport.send(get(upstream.url("/set-cookie")))

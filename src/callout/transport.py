@@ -26,6 +26,7 @@ from aiohttp.abc import AbstractResolver
 from yarl import URL
 
 from callout._body import parse_body, read_body
+from callout._hop import send_hop
 from callout._http_errors import TRANSPORT_ERRORS, map_aiohttp_error
 from callout._redirects import (
     BODY_HEADERS,
@@ -412,9 +413,7 @@ class Transport:
             # extra asyncio.timeout around the call cost ~7 us a call.
             timeout = self._timeout(remaining)
             try:
-                resp = await session.request(
-                    method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout
-                )
+                resp = await send_hop(session, method, url, headers, body, timeout)
                 status = resp.status
                 location = resp.headers.get("Location")
                 if status not in REDIRECT_STATUSES or hops >= config.max_redirects or not location:
