@@ -50,6 +50,7 @@ import aiohttp
 from aiohttp import web
 
 from callout._body import parse_body, read_body
+from callout._hop import send_hop
 from callout._jsontext import dumps_compact
 from callout.engine.engine import Engine, PreparedNode
 from callout.engine.runner import CompiledFlow
@@ -347,8 +348,9 @@ async def _floor_load(port: int) -> AsyncIterator[Load]:
     """A reference, not a variant of the engine: the integration node's call written by hand,
     doing only the work no implementation can skip (inputs checked, URL encoded and passed by
     the egress guard, bearer auth, JSON body, one deadline, the capped body read and JSON
-    parse, the outputs and the case). What the engine costs above this is what its general
-    machinery (scopes, compiled templates, pins, traces, events) costs."""
+    parse, the outputs and the case), sent as the transport sends a hop (``send_hop``). What the
+    engine costs above this is what its general machinery (scopes, compiled templates, pins,
+    traces, events) costs."""
     policy = EgressPolicy.from_entries(["127.0.0.1/32"])
     connector = aiohttp.TCPConnector(limit=256, limit_per_host=0, resolver=GuardedResolver(policy))
     session = aiohttp.ClientSession(
@@ -377,9 +379,7 @@ async def _floor_load(port: int) -> AsyncIterator[Load]:
             headers = {"Authorization": auth, "Content-Type": "application/json"}
             remaining = min(8.0, deadline - loop.time())
             timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=3, ceil_threshold=3600)
-            resp = await session.request(
-                "POST", url, headers=headers, data=payload, allow_redirects=False, timeout=timeout
-            )
+            resp = await send_hop(session, "POST", url, headers, payload, timeout)
             data = await read_body(resp, "POST", 1 << 20, url)
             body = parse_body(data, resp.headers.get("Content-Type", ""), 64, url)
             status = resp.status

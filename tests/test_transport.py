@@ -817,7 +817,10 @@ async def test_connections_are_reused(transport: Transport, upstream: Upstream) 
     assert first.body["peer"] == second.body["peer"]
 
 
-def closes_after_one_answer() -> tuple[Callable[[], AbstractAsyncContextManager[Upstream]], list[int]]:
+ServeRaw = Callable[[], AbstractAsyncContextManager[Upstream]]
+
+
+def closes_after_one_answer() -> tuple[ServeRaw, list[int]]:
     """A raw upstream that answers the first request on each connection with a keep-alive
     response, then reads the next request and closes without answering it: the race where a
     pooled connection is closed by the upstream just as it is reused. Also returns the list of
