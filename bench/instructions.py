@@ -124,7 +124,7 @@ def main() -> None:
     }
     for variant, figure in figures.items():
         extra = figure["instructions"] - round(raw)
-        print(f"{VARIANTS[variant]}: ratio to raw {figure['ratio']:.3f} (+{extra:,} instructions)")
+        print(f"{VARIANTS[variant]}: ratio to raw {figure['ratio']:.3f} ({extra:+,} instructions)")
     print(json.dumps(figures))
 
 

@@ -18,6 +18,8 @@ that a call relies on:
   ``ClientSession.request``.
 
 Nothing here decides policy: the egress guard, origins and secrets are ``transport.py``'s.
+It leans on those building blocks' signatures, which aiohttp may change in a minor release:
+``pyproject.toml`` pins the minor version it was written and tested against.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Mapping
 import aiohttp
 from aiohttp import client_exceptions as ce
 from aiohttp.client_reqrep import ClientRequest
-from aiohttp.helpers import BaseTimerContext, TimeoutHandle
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE, BaseTimerContext, TimeoutHandle
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -36,11 +38,11 @@ __all__ = ["send_hop"]
 
 #: Methods aiohttp sends again when a pooled connection turns out to be closed.
 _RESENDABLE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-#: Parser limits and read buffer: aiohttp's defaults, as ``ClientSession.request`` passes them.
-_READ_BUFSIZE = 2**16
+#: The response parser's limits: ``ClientSession``'s defaults, which the transport never changes.
 _MAX_LINE_SIZE = 8190
 _MAX_FIELD_SIZE = 8190
 _MAX_HEADERS = 128
+#: ``TCPConnector``'s default: where aiohttp starts rounding a read timeout up to a second.
 _CONNECTOR_CEIL_THRESHOLD = 5.0
 #: Errors of the connect phase: never resent (aiohttp's rule too).
 _CONNECT_ERRORS = (ce.ConnectionTimeoutError, ce.ClientConnectorError)
@@ -135,7 +137,7 @@ async def _exchange(
         read_until_eof=True,
         auto_decompress=True,
         read_timeout=client_timeout.sock_read,
-        read_bufsize=_READ_BUFSIZE,
+        read_bufsize=DEFAULT_CHUNK_SIZE,
         timeout_ceil_threshold=_CONNECTOR_CEIL_THRESHOLD,
         max_line_size=_MAX_LINE_SIZE,
         max_field_size=_MAX_FIELD_SIZE,

@@ -7,7 +7,9 @@ on a change of origin, and a hop carrying a secret outside ``allowed_origins`` i
 exhaust memory (the size cap counts decompressed bytes while streaming; JSON depth is capped), or
 to hold a caller on the line (one deadline covers connect, every hop, every retry and backoff and
 the body). Proxy environment variables, ``.netrc`` and cookies are ignored, so no state leaks
-between calls. aiohttp's exceptions become ``CalloutError`` at one seam (``_http_errors``).
+between calls: each hop is sent by ``_hop.send_hop`` on the session's connector, where none of
+them is even looked up (the session's settings refuse them too). aiohttp's exceptions become
+``CalloutError`` at one seam (``_http_errors``).
 """
 
 from __future__ import annotations
