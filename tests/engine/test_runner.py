@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
 from typing import Any
@@ -296,3 +297,24 @@ def test_run_ids_sort_by_their_millisecond_and_never_repeat() -> None:
         assert max(earlier) < min(later)
     same = {new_run_id(1_800_000_000_000) for _ in range(100_000)}
     assert len(same) == 100_000
+
+
+def test_a_forked_process_never_makes_its_parents_next_run_id() -> None:
+    """Ids draw their random part from a pool filled from the OS's CSPRNG; a child made by
+    fork() (a pre-forking server's workers) must not hand out the parts its parent will."""
+    new_run_id(1_800_000_000_000)  # the pool is filled
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, to the parent, then out without pytest's teardown
+        os.close(read_end)
+        os.write(write_end, new_run_id(1_800_000_000_000).encode())
+        os._exit(0)
+    os.close(write_end)
+    try:
+        childs = os.read(read_end, 100).decode()
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    parents = new_run_id(1_800_000_000_000)
+    assert re.fullmatch(r"run_[0-9a-f]{32}", childs)
+    assert childs != parents

@@ -179,7 +179,7 @@ class Step(NamedTuple):
     detail: Detail = _NO_DETAIL
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class NodeEvent:
     """One node's entry in a run's history (SPEC §7); ``details()`` is scrubbed."""
 
@@ -191,11 +191,39 @@ class NodeEvent:
     case_index: int | None
     vars_changed: Mapping[str, Any]
     detail: Detail
-    error: Mapping[str, Any] | None = None
+    error: Mapping[str, Any] | None
     #: Every secret the whole run used (set when the run ends): a later node may copy a secret
     #: out of a response (a setVariable), so each event is scrubbed of all of them.
-    run_scrubber: Scrubber = NULL_SCRUBBER
-    _scrubbed: bool = False
+    run_scrubber: Scrubber
+    _scrubbed: bool
+
+    # Written out rather than generated: the generated one is interpreted Python even in the
+    # compiled build, ~1.3 us of every node's run (bench/RESULTS.md, fifteenth pass).
+    def __init__(
+        self,
+        node_id: str,
+        node_type: str,
+        started_at: float,
+        duration_ms: float,
+        route: str | None,
+        case_index: int | None,
+        vars_changed: Mapping[str, Any],
+        detail: Detail,
+        error: Mapping[str, Any] | None = None,
+        run_scrubber: Scrubber = NULL_SCRUBBER,
+        _scrubbed: bool = False,
+    ) -> None:
+        self.node_id = node_id
+        self.node_type = node_type
+        self.started_at = started_at
+        self.duration_ms = duration_ms
+        self.route = route
+        self.case_index = case_index
+        self.vars_changed = vars_changed
+        self.detail = detail
+        self.error = error
+        self.run_scrubber = run_scrubber
+        self._scrubbed = _scrubbed
 
     def details(self) -> Mapping[str, Any]:
         """The node's history detail (request, response, outcome...), scrubbed."""

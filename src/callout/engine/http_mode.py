@@ -102,7 +102,8 @@ class HttpCall(BoundedNode):
         scope["status"], scope["outcome"] = result.status, str(result.outcome)
         target, index = first_case(self.cases, scope)
         trace = CallTrace(request, result, scrubber, body, _HTTP_MODE)
-        return Step(NEXT, target, index, trace)
+        # Every field, by tuple.__new__: Step's own __new__ is interpreted Python (~0.4 us).
+        return tuple.__new__(Step, (NEXT, target, index, trace))
 
 
 def compile_http_call(node: NodeSpec, reader: ConfigReader) -> HttpCall:
