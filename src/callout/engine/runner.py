@@ -116,9 +116,9 @@ def new_run_id(now_ms: int | None = None) -> str:
     unique (two runs with one id would keep only the first's history).
     """
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    stamp = _stamp
+    stamp = _stamp[0]
     if stamp[0] != ms:
-        stamp = _stamp_for(ms)
+        stamp = _stamp[0] = (ms, f"run_{ms:012x}")
     try:
         return stamp[1] + _random_parts.pop()
     except IndexError:
@@ -127,18 +127,12 @@ def new_run_id(now_ms: int | None = None) -> str:
 
 #: The last millisecond an id was made in, and its ``run_`` + 12 hex digits (several runs
 #: start in one millisecond under load: formatting it once saves ~0.4 us a run).
-_stamp: tuple[int, str] = (-1, "")
+_stamp: list[tuple[int, str]] = [(-1, "")]
 #: 80-bit random parts (20 hex digits), drawn from the OS's CSPRNG 256 at a time: one
 #: ``os.urandom`` call a run was ~0.7 us of its ~2 us id. Each is popped once (``list.pop`` is
 #: atomic, so threads never share one); a forked child drops its parent's (they would repeat).
 _random_parts: list[str] = []
 _PARTS_A_DRAW = 256
-
-
-def _stamp_for(ms: int) -> tuple[int, str]:
-    global _stamp
-    _stamp = stamp = (ms, f"run_{ms:012x}")
-    return stamp
 
 
 def _refill_random_parts() -> str:
