@@ -42,9 +42,11 @@ def store(request: pytest.FixtureRequest) -> HistoryStore:
     return HistoryStore(Database(URLS[request.param]))
 
 
-def trace(scrubber: Scrubber, echo: Any, *, failed: bool = False) -> CallTrace:
+def trace(
+    scrubber: Scrubber, echo: Any, *, failed: bool = False, more: dict[str, Any] | None = None
+) -> CallTrace:
     """A call that sent the token as a bearer header, the password in its body and a key in its
-    query string, and got ``echo`` back."""
+    query string, and got ``echo`` back; its node's own detail has ``more`` too."""
     request = OutboundRequest(
         method="POST",
         url=f"https://user:{PASSWORD}@api.example.com/v1/x?api_key={TOKEN}&q=1",
@@ -56,7 +58,12 @@ def trace(scrubber: Scrubber, echo: Any, *, failed: bool = False) -> CallTrace:
     else:
         response = InboundResponse(200, {}, echo, 321, request.url, 1, 0, 3.25)
         result = CallResult(Outcome.S2XX, 200, echo, response, None, 1, 3.25)
-    extra = {"mode": "integration", "integrationSlug": "crm", "connectionId": "conn_1"}
+    extra = {
+        "mode": "integration",
+        "integrationSlug": "crm",
+        "connectionId": "conn_1",
+        **(more or {}),
+    }
     return CallTrace(request, result, scrubber, body={"password": PASSWORD, "n": 1}, extra=extra)
 
 
@@ -163,6 +170,21 @@ def test_encode_gives_the_rows_from_result_gave(
             event("b", MappingProxyType({}), {}, error if kind != "empty" else None, at=0.5),
         ]
         return run_of(events, scrubber, {"seen": ECHO, "copied": TOKEN}, error)
+
+    assert_same_rows(store, make)
+
+
+@pytest.mark.parametrize("key", ["status", "request", "route", "varsChanged"])
+def test_a_calls_node_detail_with_a_key_of_the_call_or_the_event_gives_the_same_rows(
+    store: HistoryStore, key: str
+) -> None:
+    """A node's own detail naming a key the call's detail also writes (its value is replaced
+    where it stands) or one of the event's (the event is built from its dict): the same rows."""
+    scrubber = Scrubber([TOKEN, PASSWORD])
+
+    def make() -> RunResult:
+        call = trace(scrubber, ECHO, more={key: f"own {TOKEN}", "after": 1})
+        return run_of([event("a", call, {"n": 1})], scrubber, {"n": 1}, None)
 
     assert_same_rows(store, make)
 
