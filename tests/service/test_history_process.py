@@ -185,6 +185,69 @@ async def test_a_full_queue_makes_record_wait_for_the_writer(
     assert sample(registry, "callout_history_queue_depth") == 0
 
 
+async def test_record_nowait_takes_a_run_only_while_there_is_room(
+    database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
+) -> None:
+    """record_nowait() hands a run over while fewer than queue_size are unwritten; with the
+    writer stalled and the queue full it takes nothing and counts nothing (the caller then
+    awaits record(), which waits), and every run it took arrives."""
+    rec = ProcessHistoryRecorder(
+        database_url(database), queue_size=2, batch_size=1, registry=registry
+    )
+    await rec.start()
+    assert rec.record_nowait(results[0], "org-a")
+    await rec.flush()
+    pid = writer_of(rec)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        assert rec.record_nowait(results[1], "org-a")
+        assert rec.record_nowait(results[2], "org-a")
+        assert not rec.record_nowait(results[3], "org-a")
+        assert sample(registry, "callout_history_queue_depth") == 2
+        assert sample(registry, "callout_history_queue_full_total") == 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await rec.close()
+    assert await store.count("org-a") == 3
+
+
+async def test_a_runtime_waits_for_room_when_its_history_is_behind(
+    tmp_path: Path, registry: CollectorRegistry
+) -> None:
+    """run_and_record hands a run over at once while there is room; with queue_size runs
+    unwritten (the writer stalled) the next one waits, counted, and is stored once the writer
+    goes on: none is dropped."""
+    ring = KeyRing([MasterKey.generate("k1")])
+    rt = await open_runtime(Settings(data_dir=tmp_path, master_keys=ring.to_env_value()))
+    try:
+        await rt.recorder.close()
+        rec = ProcessHistoryRecorder(
+            database_url(rt.db), queue_size=1, batch_size=1, registry=registry
+        )
+        rt.recorder = rec
+        await rec.start()
+        start_only = rt.engine.load_flow({"id": "f", "nodes": [{"id": "s", "type": "onFlowStart"}]})
+        await rt.run_and_record(start_only, org_id="org-a")
+        await rec.flush()
+        pid = writer_of(rec)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await rt.run_and_record(start_only, org_id="org-a")  # fills the queue
+            waiting = asyncio.create_task(rt.run_and_record(start_only, org_id="org-a"))
+            while sample(registry, "callout_history_queue_full_total") == 0:
+                assert not waiting.done()
+                await asyncio.sleep(0)  # one turn of the loop at a time, until it waits
+            assert not waiting.done()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        third = await waiting
+        await rec.flush()
+        assert await rt.history.count("org-a") == 3
+        assert await rt.history.get("org-a", third.run_id) is not None
+    finally:
+        await rt.aclose()
+
+
 async def test_close_writes_everything_then_the_writer_exits(
     database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
 ) -> None:

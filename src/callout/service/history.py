@@ -126,6 +126,8 @@ class RunRecorder(Protocol):
 
     async def record(self, result: RunResult, org_id: str | None) -> None: ...
 
+    def record_nowait(self, result: RunResult, org_id: str | None) -> bool: ...
+
     async def flush(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -164,13 +166,19 @@ class HistoryRecorder:
 
     async def record(self, result: RunResult, org_id: str | None) -> None:
         """Queue a finished run for history; waits only when the queue is full."""
-        queue = self._open_queue()
-        entry = _Entry(result, org_id)
-        try:
-            queue.put_nowait(entry)
-        except asyncio.QueueFull:
+        if not self.record_nowait(result, org_id):
             self._metrics.queue_full.inc()
-            await queue.put(entry)
+            await self._open_queue().put(_Entry(result, org_id))
+
+    def record_nowait(self, result: RunResult, org_id: str | None) -> bool:
+        """Queue a finished run if there is room; False (nothing queued) when the queue is
+        full: then ``await record()``, which waits. A runtime calls this first: most runs find
+        room, and a coroutine for each would cost more than the rest of this."""
+        try:
+            self._open_queue().put_nowait(_Entry(result, org_id))
+        except asyncio.QueueFull:
+            return False
+        return True
 
     async def write(self, runs: Iterable[tuple[RunResult, str | None]]) -> None:
         """Scrub, encode and store ``runs`` (result, org id) now, as one batch, retried as the

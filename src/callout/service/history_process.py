@@ -127,11 +127,24 @@ class ProcessHistoryRecorder:
 
     async def record(self, result: RunResult, org_id: str | None) -> None:
         """Hand a finished run over; waits only when ``queue_size`` runs are still unwritten."""
-        self._require_running()
-        if self._in_flight >= self._queue_size:
+        if not self.record_nowait(result, org_id):
             self._metrics.queue_full.inc()
             await self._wait_until(lambda: self._in_flight < self._queue_size)
             self._require_running()
+            self._hand_over(result, org_id)
+
+    def record_nowait(self, result: RunResult, org_id: str | None) -> bool:
+        """Hand a finished run over if fewer than ``queue_size`` runs are unwritten; False
+        (nothing handed over) otherwise: then ``await record()``, which waits. A runtime calls
+        this first: most runs find room, and a coroutine for each would cost more than the
+        rest of this."""
+        self._require_running()
+        if self._in_flight >= self._queue_size:
+            return False
+        self._hand_over(result, org_id)
+        return True
+
+    def _hand_over(self, result: RunResult, org_id: str | None) -> None:
         self._pending.append(run_bytes(result, org_id))
         self._in_flight += 1
         if len(self._pending) >= self._batch_size:

@@ -110,7 +110,9 @@ class Runtime:
     ) -> RunResult:
         """Run a flow and hand its history to the recorder (written off the call path)."""
         result = await self.engine.run_flow(flow, org_id=org_id, **scopes)
-        await self.recorder.record(result, org_id)
+        recorder = self.recorder
+        if not recorder.record_nowait(result, org_id):  # the queue is full: wait for room
+            await recorder.record(result, org_id)
         return result
 
     async def aclose(self) -> None:
