@@ -318,3 +318,36 @@ def test_a_forked_process_never_makes_its_parents_next_run_id() -> None:
     parents = new_run_id(1_800_000_000_000)
     assert re.fullmatch(r"run_[0-9a-f]{32}", childs)
     assert childs != parents
+
+
+class _Sink:
+    """A history sink with room for ``room`` runs; the rest go through ``record``."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.taken: list[tuple[str, str | None]] = []
+        self.waited: list[tuple[str, str | None]] = []
+
+    def record_nowait(self, result: Any, org_id: str | None) -> bool:
+        if self.room == 0:
+            return False
+        self.room -= 1
+        self.taken.append((result.run_id, org_id))
+        return True
+
+    async def record(self, result: Any, org_id: str | None) -> None:
+        self.waited.append((result.run_id, org_id))
+
+
+async def test_run_flow_hands_the_finished_run_to_its_history_sink() -> None:
+    """With history=, each finished run goes to the sink before run_flow
+    returns: at once while it has room, else through record(), which may wait."""
+    sink = _Sink(room=1)
+    async with Engine(EngineConfig()) as engine:
+        compiled = engine.load_flow(flow(setvar("a", "x", 1)))
+        first = await engine.run_flow(compiled, org_id="org-a", history=sink)
+        second = await engine.run_flow(compiled, history=sink)
+        plain = await engine.run_flow(compiled)
+    assert sink.taken == [(first.run_id, "org-a")]
+    assert sink.waited == [(second.run_id, None)]
+    assert plain.run_id not in {run_id for run_id, _ in sink.taken + sink.waited}

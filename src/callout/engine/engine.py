@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from aiohttp.abc import AbstractResolver
 
@@ -31,7 +31,7 @@ from callout.spec.flow import FlowSpec, NodeSpec, parse_node
 from callout.spec.legacy import LEGACY_TYPES
 from callout.transport import Transport
 
-__all__ = ["Engine", "NodeRunResult", "PreparedNode"]
+__all__ = ["Engine", "HistorySink", "NodeRunResult", "PreparedNode"]
 
 Scope = Mapping[str, Any] | None
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -43,6 +43,15 @@ class PreparedNode:
 
     flow: CompiledFlow
     node_id: str
+
+
+class HistorySink(Protocol):
+    """Where ``run_flow`` hands a finished run for its history (``service.history``'s
+    recorders): ``record_nowait`` when there is room, else ``record``, which waits for it."""
+
+    def record_nowait(self, result: RunResult, org_id: str | None) -> bool: ...
+
+    async def record(self, result: RunResult, org_id: str | None) -> None: ...
 
 
 class NodeRunResult(NamedTuple):
@@ -102,11 +111,18 @@ class Engine:
         agent: Scope = None,
         callee: Scope = None,
         org_id: str | None = None,
+        history: HistorySink | None = None,
     ) -> RunResult:
-        """Run a flow from its ``onFlowStart`` node; a failure is in the result, not raised."""
+        """Run a flow from its ``onFlowStart`` node; a failure is in the result, not raised.
+
+        With ``history``, the finished run is handed to it before this returns (waiting only
+        while its queue is full)."""
         compiled = flow if isinstance(flow, CompiledFlow) else self.load_flow(flow)
         ctx = self._context(event, vars, contact, config, agent, callee, org_id)
-        return await run_compiled(compiled, ctx, max_steps=self.config.run.max_steps)
+        result = await run_compiled(compiled, ctx, max_steps=self.config.run.max_steps)
+        if history is not None and not history.record_nowait(result, org_id):
+            await history.record(result, org_id)  # its queue is full: wait for room
+        return result
 
     def prepare_node(self, node: Mapping[str, Any] | NodeSpec) -> PreparedNode:
         """Validate and compile one node once, to run it many times with ``run_node``: for a host

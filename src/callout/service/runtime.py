@@ -8,6 +8,7 @@ fallback. ``initialise`` creates the data directory, a key file (mode 0600) and 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,15 +106,13 @@ class Runtime:
         """The key file, or None when keys come from ``CALLOUT_MASTER_KEYS``."""
         return None if _env_keys(self.settings) else key_file(self.settings)
 
-    async def run_and_record(
+    def run_and_record(
         self, flow: CompiledFlow, *, org_id: str | None = None, **scopes: Any
-    ) -> RunResult:
-        """Run a flow and hand its history to the recorder (written off the call path)."""
-        result = await self.engine.run_flow(flow, org_id=org_id, **scopes)
-        recorder = self.recorder
-        if not recorder.record_nowait(result, org_id):  # the queue is full: wait for room
-            await recorder.record(result, org_id)
-        return result
+    ) -> Coroutine[Any, Any, RunResult]:
+        """Run a flow and hand its history to the recorder (written off the call path); await
+        it. The engine's own coroutine: a coroutine of this one's around it cost ~3 us a run
+        (bench/RESULTS.md, fifteenth pass)."""
+        return self.engine.run_flow(flow, org_id=org_id, history=self.recorder, **scopes)
 
     async def aclose(self) -> None:
         """Flush history (an orderly shutdown loses none), then close the engine and database.
