@@ -3,7 +3,8 @@
 Runs of the integration flow (``node_throughput.py``'s, against its upstream) are made once and
 turned into what the serving process hands over (``run_bytes``). Then the writer's loop
 (``history_writer.serve``, what ``python -m callout.service.history_writer`` runs) runs in this
-process on a new SQLite store, fed frames of each ``--frames`` size one at a time, each sent
+process, with the collector tuned as that process tunes it (``tune_collector``), on a new
+SQLite store, fed frames of each ``--frames`` size one at a time, each sent
 once the last is acknowledged (a writer that keeps up gets the runs of one loop turn at a time),
 and then all frames at once (a writer that fell behind stores what came in one transaction).
 The baseline, in the same process: the same rows, already scrubbed and encoded, written by
@@ -32,7 +33,7 @@ import node_throughput as nt
 
 from callout.engine.wire import run_from_wire
 from callout.service.history_process import ACK, FRAME, MARSHAL_VERSION, run_bytes
-from callout.service.history_writer import serve
+from callout.service.history_writer import serve, tune_collector
 from callout.service.runtime import database_url, initialise
 from callout.settings import Settings
 from callout.store.db import Database
@@ -127,6 +128,9 @@ async def _database_cpu(url: str, runs: list[bytes], size: int) -> float:
 
 async def _measure(port: int, count: int, sizes: list[int]) -> dict[str, dict[str, float]]:
     runs = await _runs(port, count)
+    # The collector as the writer process runs it; what this process made so far (the
+    # runs, the engine that made them) is frozen out of it, as the writer's modules are.
+    tune_collector()
     figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

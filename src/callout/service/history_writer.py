@@ -34,7 +34,7 @@ from callout.service.history_process import ACK, FRAME, MAX_NICENESS
 from callout.store.db import Database
 from callout.store.history import HistoryStore
 
-__all__ = ["main", "serve"]
+__all__ = ["main", "serve", "tune_collector"]
 
 _log = logging.getLogger("callout.history")
 
@@ -128,15 +128,22 @@ def main(argv: list[str] | None = None) -> None:
     ack_fd = os.dup(1)
     os.dup2(2, 1)  # a stray print must not corrupt the acknowledgements
     configure_logging(level="WARNING")
-    # What this process holds for long is its modules; what it makes is batches of acyclic
-    # run data, freed by reference counting. At the default pace the cyclic collector walked
-    # a batch still being encoded again and again, and the modules in every full collection:
-    # with a backlog, 77 us of CPU a run instead of 55 (bench/RESULTS.md, fourteenth pass).
-    # So: the modules frozen out of collections, and collections far rarer (not off: a cycle
-    # made by a failure's traceback is still freed).
+    tune_collector()
+    asyncio.run(_main(ack_fd))
+
+
+def tune_collector() -> None:
+    """The cyclic collector as this process runs it (``bench/history_writer.py`` too).
+
+    What the writer holds for long is its modules; what it makes is batches of acyclic run
+    data, freed by reference counting. At the default pace the collector walked a batch still
+    being encoded again and again, and the modules in every full collection: with a backlog,
+    77 us of CPU a run instead of 55 (bench/RESULTS.md, fourteenth pass). So: what is loaded
+    now is frozen out of collections, and collections are far rarer (not off: a cycle made by
+    a failure's traceback is still freed).
+    """
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
-    asyncio.run(_main(ack_fd))
 
 
 if __name__ == "__main__":
