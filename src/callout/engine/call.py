@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from callout._jsontext import dumps, dumps_compact, dumps_unicode, scalar
+from callout._jsontext import dumps_compact, dumps_unicode
 from callout.engine.auth import AppliedAuth, add_query_param
 from callout.engine.context import RunContext
 from callout.errors import CalloutError, DeadlineExceeded, Outcome
@@ -204,58 +204,6 @@ def request_detail(
     return detail
 
 
-#: The keys ``request_detail`` adds after the ``extra`` ones.
-_CALL_KEYS = frozenset(("request", "response", "attempts", "outcome", "errorCode", "status"))
-
-
-def request_detail_json(
-    request: OutboundRequest | None,
-    result: CallResult | None,
-    scrubber: Scrubber,
-    *,
-    body: Any = None,
-    extra: Mapping[str, Any] | None = None,
-    reserved: frozenset[str] = frozenset(),
-) -> str | None:
-    """``dumps(request_detail(...))`` written as text, byte for byte, raising what it raises:
-    the history writer encodes one for every call, and the dicts and the encoder's walk over
-    them cost twice what this does. None when ``extra`` holds one of the detail's own keys or
-    a ``reserved`` one (the dict then decides the order, or the caller refuses it)."""
-    parts: list[str] = []
-    if extra:
-        if not _CALL_KEYS.isdisjoint(extra) or not reserved.isdisjoint(extra):
-            return None
-        fixed = dumps(plain_dict(extra))
-        if len(fixed) > 2:
-            parts.append(fixed[1:-1])
-    if request is not None:
-        parts.append(
-            f'"request": {{"method": {scalar(request.method)}, '
-            f'"url": {scalar(scrubber.url(request.url))}, '
-            f'"headers": {dumps(scrubber.headers(request.headers))}, '
-            f'"bodyPreview": {scalar(preview(body, scrubber))}}}'
-        )
-    if result is not None:
-        response = result.response
-        if response is None:
-            parts.append('"response": null')
-        else:
-            parts.append(
-                f'"response": {{"status": {scalar(response.status)}, '
-                f'"size": {scalar(response.size)}, '
-                f'"durationMs": {scalar(round(response.duration_ms, 3))}, '
-                f'"redirects": {scalar(response.redirects)}, '
-                f'"preview": {scalar(preview(response.body, scrubber))}}}'
-            )
-        error = result.error
-        parts.append(
-            f'"attempts": {scalar(result.attempts)}, "outcome": {scalar(str(result.outcome))}, '
-            f'"errorCode": {scalar(error.code if error is not None else None)}, '
-            f'"status": {scalar(result.status)}'
-        )
-    return "{" + ", ".join(parts) + "}"
-
-
 class CallTrace:
     """What run history needs to know about one call, scrubbed only when it is read.
 
@@ -298,20 +246,6 @@ class CallTrace:
             scrubber or self._scrubber,
             body=self._body,
             extra=self._extra,
-        )
-
-    def history_json(
-        self, scrubber: Scrubber | None = None, reserved: frozenset[str] = frozenset()
-    ) -> str | None:
-        """``dumps(self.as_dict(scrubber))``, byte for byte (``request_detail_json``); None
-        when a key of the node's own detail is one of the call's, or ``reserved``."""
-        return request_detail_json(
-            self._request,
-            self._result,
-            scrubber or self._scrubber,
-            body=self._body,
-            extra=self._extra,
-            reserved=reserved,
         )
 
     def wire(self) -> tuple[Any, ...]:

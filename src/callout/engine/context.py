@@ -141,9 +141,7 @@ class Trace(Protocol):
 
     ``scrub(value, scrubber)`` is ``(scrubber or the trace's own).data(value)``. A trace that
     also exposes its own ``scrubber`` (``CallTrace`` does) lets run history skip the deep copies
-    when nothing in the event can hold a secret. One that also offers ``history_json(scrubber,
-    reserved)`` (``CallTrace`` does) gives history ``dumps(as_dict(scrubber))`` as text, or None
-    when a key of its detail is in ``reserved`` (history then builds it from ``as_dict``).
+    when nothing in the event can hold a secret.
     """
 
     def as_dict(self, scrubber: Scrubber | None = None) -> dict[str, Any]: ...
@@ -284,16 +282,10 @@ class NodeEvent:
                     scrubber = own
                 else:
                     return None
-                # A trace that writes its own JSON (see Trace); None: through as_dict.
-                written = getattr(detail, "history_json", None)
-                text = written(run, _EVENT_KEYS) if written is not None else None
-                if text is not None:
-                    items = text
-                else:
-                    shown = detail.as_dict(run)
-                    if not _EVENT_KEYS.isdisjoint(shown):
-                        return None
-                    items = dumps(shown)
+                shown = detail.as_dict(run)
+                if not _EVENT_KEYS.isdisjoint(shown):
+                    return None
+                items = dumps(shown)
             changed = scrubber.to_json(self.vars_changed) if self.vars_changed else "{}"
             error = self.error
             if error is not None:

@@ -110,7 +110,7 @@ class Runtime:
         self, flow: CompiledFlow, *, org_id: str | None = None, **scopes: Any
     ) -> Coroutine[Any, Any, RunResult]:
         """Run a flow and hand its history to the recorder (written off the call path); await
-        it. The engine's own coroutine: a coroutine of this one's around it cost ~3 us a run
+        it. The engine's own coroutine: a coroutine of this one's around it cost ~2 us a run
         (bench/RESULTS.md, fifteenth pass)."""
         return self.engine.run_flow(flow, org_id=org_id, history=self.recorder, **scopes)
 
