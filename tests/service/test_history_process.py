@@ -161,18 +161,21 @@ async def test_runs_go_to_the_writer_without_waiting_for_a_batch(
 async def test_a_full_queue_makes_record_wait_for_the_writer(
     database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
 ) -> None:
-    """With queue_size runs unacknowledged (the writer stalled), record() waits and is counted;
-    when the writer goes on, the run is taken and every run arrives."""
+    """With queue_size runs unacknowledged (the writer stalled), record_nowait() takes nothing
+    and counts nothing, and record() waits and is counted; when the writer goes on, the run is
+    taken and every run arrives."""
     rec = ProcessHistoryRecorder(
         database_url(database), queue_size=2, batch_size=1, registry=registry
     )
     await rec.start()
-    await rec.record(results[0], "org-a")
+    assert rec.record_nowait(results[0], "org-a")  # room: handed over at once
     await rec.flush()
     pid = writer_of(rec)
     os.kill(pid, signal.SIGSTOP)
     await rec.record(results[1], "org-a")
     await rec.record(results[2], "org-a")
+    assert not rec.record_nowait(results[3], "org-a")
+    assert sample(registry, "callout_history_queue_full_total") == 0
     third = asyncio.create_task(rec.record(results[3], "org-a"))
     await asyncio.sleep(0)  # one turn of the loop: the task runs until it waits
     assert not third.done()
@@ -183,32 +186,6 @@ async def test_a_full_queue_makes_record_wait_for_the_writer(
     await rec.close()
     assert await store.count("org-a") == 4
     assert sample(registry, "callout_history_queue_depth") == 0
-
-
-async def test_record_nowait_takes_a_run_only_while_there_is_room(
-    database: Database, results: list[RunResult], store: HistoryStore, registry: CollectorRegistry
-) -> None:
-    """record_nowait() hands a run over while fewer than queue_size are unwritten; with the
-    writer stalled and the queue full it takes nothing and counts nothing (the caller then
-    awaits record(), which waits), and every run it took arrives."""
-    rec = ProcessHistoryRecorder(
-        database_url(database), queue_size=2, batch_size=1, registry=registry
-    )
-    await rec.start()
-    assert rec.record_nowait(results[0], "org-a")
-    await rec.flush()
-    pid = writer_of(rec)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        assert rec.record_nowait(results[1], "org-a")
-        assert rec.record_nowait(results[2], "org-a")
-        assert not rec.record_nowait(results[3], "org-a")
-        assert sample(registry, "callout_history_queue_depth") == 2
-        assert sample(registry, "callout_history_queue_full_total") == 0
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    await rec.close()
-    assert await store.count("org-a") == 3
 
 
 async def test_a_runtime_waits_for_room_when_its_history_is_behind(

@@ -187,14 +187,17 @@ async def test_close_writes_everything_queued(
 async def test_a_full_queue_makes_record_wait_and_loses_nothing(
     engine: Engine, flow: CompiledFlow, database: Database, registry: CollectorRegistry
 ) -> None:
-    """With the queue full behind a stalled write, record() waits, is counted, and all arrive."""
+    """With the queue full behind a stalled write, record_nowait() queues nothing and counts
+    nothing, record() waits and is counted, and all arrive."""
     store = GatedStore(database)
     rec = HistoryRecorder(store, queue_size=1, batch_size=1, flush_interval=0, registry=registry)
     await rec.start()
     results = [await engine.run_flow(flow, event={"n": i}) for i in range(3)]
-    await rec.record(results[0], None)
+    assert rec.record_nowait(results[0], None)  # room: queued at once
     await store.entered.wait()  # the writer holds run 0 and is stuck writing it
     await rec.record(results[1], None)  # fills the queue
+    assert not rec.record_nowait(results[2], None)
+    assert sample(registry, "callout_history_queue_full_total") == 0
     third = asyncio.create_task(rec.record(results[2], None))
     await asyncio.sleep(0)  # one turn of the loop: the task runs until it waits
     assert not third.done()
@@ -205,28 +208,6 @@ async def test_a_full_queue_makes_record_wait_and_loses_nothing(
     await rec.flush()
     assert await store.count(None) == 3
     assert sample(registry, "callout_history_queue_depth") == 0
-    await rec.close()
-
-
-async def test_record_nowait_takes_a_run_only_while_there_is_room(
-    engine: Engine, flow: CompiledFlow, database: Database, registry: CollectorRegistry
-) -> None:
-    """record_nowait() queues a run while there is room; with the queue full behind a stalled
-    write it queues nothing and counts nothing (the caller then awaits record(), which
-    waits), and every run it took arrives."""
-    store = GatedStore(database)
-    rec = HistoryRecorder(store, queue_size=1, batch_size=1, flush_interval=0, registry=registry)
-    await rec.start()
-    results = [await engine.run_flow(flow, event={"n": i}) for i in range(3)]
-    assert rec.record_nowait(results[0], None)
-    await store.entered.wait()  # the writer holds run 0 and is stuck writing it
-    assert rec.record_nowait(results[1], None)  # fills the queue
-    assert not rec.record_nowait(results[2], None)
-    assert sample(registry, "callout_history_queue_depth") == 1
-    assert sample(registry, "callout_history_queue_full_total") == 0
-    store.release.set()
-    await rec.flush()
-    assert await store.count(None) == 2
     await rec.close()
 
 
