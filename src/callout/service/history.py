@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
+from callout.engine.engine import HistorySink
 from callout.engine.runner import RunResult
 from callout.store.errors import StoreError
 from callout.store.history import EncodedRun, HistoryStore, RunRecord
@@ -117,16 +118,13 @@ def check_limits(queue_size: int, batch_size: int, flush_interval: float = 0.0) 
         raise ValueError("queue_size and batch_size must be positive, flush_interval >= 0")
 
 
-class RunRecorder(Protocol):
+class RunRecorder(HistorySink, Protocol):
     """What a runtime records its runs' history with: ``HistoryRecorder`` (in this process) or
-    ``ProcessHistoryRecorder`` (a writer process). Both write every run recorded before a
+    ``ProcessHistoryRecorder`` (a writer process). Both take runs as the engine's
+    ``HistorySink`` (``record_nowait``, ``record``), write every run recorded before a
     ``flush()`` or ``close()`` returns, and make ``record()`` wait rather than drop a run."""
 
     async def start(self) -> None: ...
-
-    async def record(self, result: RunResult, org_id: str | None) -> None: ...
-
-    def record_nowait(self, result: RunResult, org_id: str | None) -> bool: ...
 
     async def flush(self) -> None: ...
 
