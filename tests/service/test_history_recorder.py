@@ -262,6 +262,51 @@ async def test_write_stores_a_batch_at_once_and_retries_it_like_the_queue(
     assert sample(registry, "callout_history_runs_written_total") == 5
 
 
+class TurnCountingStore(HistoryStore):
+    """A store that notes, as each batch's write starts, how many turns ``ticker`` counted."""
+
+    def __init__(self, db: Database, ticker: list[int]) -> None:
+        super().__init__(db)
+        self.ticker = ticker
+        self.turns_at_write: list[int] = []
+
+    async def write_batch(self, runs: Sequence[RunRecord]) -> None:
+        self.turns_at_write.append(self.ticker[0])
+        await super().write_batch(runs)
+
+
+@pytest.mark.parametrize(("cooperative", "other_tasks_run"), [(True, True), (False, False)])
+async def test_write_lets_the_loop_run_between_runs_unless_told_not_to(
+    engine: Engine,
+    flow: CompiledFlow,
+    database: Database,
+    registry: CollectorRegistry,
+    cooperative: bool,
+    other_tasks_run: bool,
+) -> None:
+    """Encoding a batch is CPU work: in a serving process the calls must run in between; the
+    writer process, whose loop has nothing else to run, encodes its batch in one go."""
+    ticker = [0]
+
+    async def tick() -> None:
+        while True:
+            ticker[0] += 1
+            await asyncio.sleep(0)
+
+    store = TurnCountingStore(database, ticker)
+    rec = HistoryRecorder(store, registry=registry)
+    results = [await engine.run_flow(flow, event={"n": i}) for i in range(12)]
+    ticking = asyncio.create_task(tick())
+    await asyncio.sleep(0)  # the ticker is running
+    try:
+        before = ticker[0]
+        await rec.write([(result, "org-a") for result in results], cooperative=cooperative)
+    finally:
+        ticking.cancel()
+    assert (store.turns_at_write[0] > before) is other_tasks_run
+    assert await store.count("org-a") == 12
+
+
 async def test_a_thousand_concurrent_runs_each_produce_complete_history(
     engine: Engine,
     flow: CompiledFlow,

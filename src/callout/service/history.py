@@ -178,11 +178,15 @@ class HistoryRecorder:
             return False
         return True
 
-    async def write(self, runs: Iterable[tuple[RunResult, str | None]]) -> None:
+    async def write(
+        self, runs: Iterable[tuple[RunResult, str | None]], *, cooperative: bool = True
+    ) -> None:
         """Scrub, encode and store ``runs`` (result, org id) now, as one batch, retried as the
         background writer retries; they do not go through the queue. For a caller that gathers
-        its own batches (the writer process); it needs no ``start()``."""
-        await self._write([_Entry(result, org_id) for result, org_id in runs])
+        its own batches (the writer process); it needs no ``start()``. ``cooperative=False``
+        encodes the batch without letting the event loop run in between: for a loop that has
+        nothing else to run (the writer process's), where each turn is only a cost."""
+        await self._write([_Entry(result, org_id) for result, org_id in runs], cooperative)
 
     async def flush(self) -> None:
         """Return once every run recorded before this call is written."""
@@ -260,11 +264,11 @@ class HistoryRecorder:
                 if marker.stop:
                     return
 
-    async def _write(self, batch: list[_Entry]) -> None:
+    async def _write(self, batch: list[_Entry], cooperative: bool = True) -> None:
         records: list[EncodedRun | RunRecord] = []
         for count, entry in enumerate(batch, 1):
             records.append(_encode(self._store, entry))
-            if count % _ENCODED_BETWEEN_YIELDS == 0:
+            if cooperative and count % _ENCODED_BETWEEN_YIELDS == 0:
                 # Encoding is CPU work (~100 us a run): let the call path run in between, every
                 # few runs rather than after each (a loop turn costs a few us of its own).
                 await asyncio.sleep(0)

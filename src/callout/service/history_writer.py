@@ -79,7 +79,8 @@ async def serve(frames: asyncio.StreamReader, acks: BinaryIO) -> None:
                 offset = end
             del buffer[:offset]
             if done:
-                await recorder.write(runs)
+                # Nothing else runs on this loop: no turn of it between two runs' encoding.
+                await recorder.write(runs, cooperative=False)
                 acks.write(b"".join(ACK.pack(seq) for seq in done))
                 acks.flush()
     finally:
